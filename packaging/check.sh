@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs dependencies, builds from scratch in ./build-check and runs every test suite
+# (unit, fuse, packaging). This is the README's test command and what CI runs (.ci/run).
+# Must run as root (package installs, real FUSE mounts).
+set -eu
+cd "$(dirname "$0")/.."
+
+./packaging/install-deps.sh
+
+BUILD=${HF_CHECK_BUILD_DIR:-build-check}
+rm -rf "$BUILD"
+meson setup "$BUILD" -Dbuildtype=debugoptimized >/dev/null
+ninja -C "$BUILD"
+
+status=0
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 || status=$?
+
+# One summary line CI can read, taken from meson's own machine-readable log.
+python3 - "$BUILD/meson-logs/testlog.json" <<'PY'
+import json, sys, collections
+c = collections.Counter()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    c[r["result"]] += 1
+total = sum(c.values())
+failed = c["FAIL"] + c["TIMEOUT"] + c["ERROR"] + c["UNEXPECTEDPASS"]
+print(f"hf-mount-cpp check: {total} tests, {c['OK'] + c['EXPECTEDFAIL']} passed, {failed} failed, {c['SKIP']} skipped")
+PY
+exit $status
