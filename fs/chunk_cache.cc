@@ -1,0 +1,109 @@
+#include "fs/chunk_cache.h"
+
+#include "base/log.h"
+
+namespace hf::fs {
+
+ChunkCache::ChunkCache(uint64_t memory_bytes, std::unique_ptr<cache::DiskChunkStore> disk, uint64_t max_queue_bytes)
+    : mem_(memory_bytes), disk_(std::move(disk)), max_queue_bytes_(max_queue_bytes) {
+  if (disk_) writer_ = std::thread([this] { writer_loop(); });
+}
+
+ChunkCache::~ChunkCache() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+ChunkBytes ChunkCache::get_memory(const Key32& xorb, uint32_t index) {
+  ChunkBytes b = mem_.get(xorb, index);
+  if (b) mem_hits_.fetch_add(1, std::memory_order_relaxed);
+  return b;
+}
+
+ChunkBytes ChunkCache::get(const Key32& xorb, uint32_t index) {
+  if (ChunkBytes b = mem_.get(xorb, index)) {
+    mem_hits_.fetch_add(1, std::memory_order_relaxed);
+    return b;
+  }
+  if (disk_) {
+    auto r = disk_->get(xorb, index);
+    if (r.ok() && *r) {
+      disk_hits_.fetch_add(1, std::memory_order_relaxed);
+      mem_.put(xorb, index, *r);
+      return *r;
+    }
+    if (!r.ok()) HF_LOG_DEBUG("cache", "disk cache read failed: {}", r.error().describe());
+  }
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  return nullptr;
+}
+
+bool ChunkCache::contains(const Key32& xorb, uint32_t index) {
+  if (mem_.get(xorb, index)) return true;
+  return disk_ && disk_->contains(xorb, index);
+}
+
+void ChunkCache::insert_run(const Key32& xorb, uint32_t first, std::vector<ChunkBytes> chunks) {
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    mem_.put(xorb, first + static_cast<uint32_t>(i), chunks[i]);
+    bytes += chunks[i]->size();
+  }
+  if (!disk_ || chunks.empty()) return;
+  {
+    std::lock_guard lk(mu_);
+    if (queued_bytes_ + bytes > max_queue_bytes_) {
+      // The disk cannot keep up with the network; the data is still served from memory.
+      runs_dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    queued_bytes_ += bytes;
+    queue_.push_back(Run{xorb, first, std::move(chunks), bytes});
+  }
+  runs_queued_.fetch_add(1, std::memory_order_relaxed);
+  cv_.notify_one();
+}
+
+void ChunkCache::writer_loop() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) {
+      if (stop_) return;
+      continue;
+    }
+    Run run = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    lk.unlock();
+    Status st = disk_->put_run(run.xorb, run.first, run.chunks);
+    if (!st.ok()) HF_LOG_WARN("cache", "disk cache write failed: {}", st.error().describe());
+    lk.lock();
+    writing_ = false;
+    queued_bytes_ -= run.bytes;
+    if (queue_.empty()) idle_cv_.notify_all();
+  }
+}
+
+void ChunkCache::flush() {
+  std::unique_lock lk(mu_);
+  idle_cv_.wait(lk, [&] { return (queue_.empty() && !writing_) || !writer_.joinable(); });
+}
+
+ChunkCacheStats ChunkCache::stats() const {
+  ChunkCacheStats s;
+  s.mem_hits = mem_hits_.load();
+  s.disk_hits = disk_hits_.load();
+  s.misses = misses_.load();
+  s.runs_queued = runs_queued_.load();
+  s.runs_dropped = runs_dropped_.load();
+  s.mem_bytes = mem_.used_bytes();
+  s.disk_bytes = disk_ ? disk_->used_bytes() : 0;
+  return s;
+}
+
+}  // namespace hf::fs

@@ -1,0 +1,451 @@
+#include "fs/file_reader.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <algorithm>
+
+#include "base/log.h"
+
+namespace hf::fs {
+
+namespace net = boost::asio;
+
+namespace {
+
+bool retryable(Errc c) {
+  switch (c) {
+    case Errc::network:
+    case Errc::timed_out:
+    case Errc::server_error:
+    case Errc::rate_limited:
+    case Errc::protocol:
+    case Errc::corrupt:
+    case Errc::forbidden:  // presigned URL expired: the retry re-queries reconstruction
+    case Errc::io:
+    case Errc::again:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Task<void> sleep_ms(int ms) {
+  net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(ms));
+  boost::system::error_code ec;
+  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+}
+
+}  // namespace
+
+FileReader::FileReader(net::any_io_executor ex, Remote& remote, ChunkCache& cache, const ReaderConfig& cfg,
+                       ReaderStats& stats, Content content, uint64_t size, std::string rev, std::string path)
+    : ex_(std::move(ex)),
+      remote_(remote),
+      cache_(cache),
+      cfg_(cfg),
+      stats_(stats),
+      content_(std::move(content)),
+      size_(size),
+      rev_(std::move(rev)),
+      path_(std::move(path)) {
+  if (content_.source == Content::Source::http) {
+    // Fixed-size blocks keyed by the content id: the layout is known up front.
+    uint32_t slot = xorb_slot_locked(content_.id);
+    uint64_t block = cfg_.http_block;
+    for (uint64_t off = 0, i = 0; off < size_; off += block, ++i) {
+      uint64_t len = std::min<uint64_t>(block, size_ - off);
+      chunks_.emplace(off, ChunkLoc{static_cast<uint32_t>(len), slot, static_cast<uint32_t>(i)});
+    }
+  }
+}
+
+FileReader::~FileReader() { life_->cancel(); }
+
+uint32_t FileReader::xorb_slot_locked(const Key32& key) {
+  auto it = xorb_slots_.find(key);
+  if (it != xorb_slots_.end()) return it->second;
+  uint32_t slot = static_cast<uint32_t>(xorbs_.size());
+  xorbs_.push_back(key);
+  xorb_slots_.emplace(key, slot);
+  return slot;
+}
+
+uint64_t FileReader::assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only) {
+  struct Want {
+    uint64_t file_off;
+    ChunkLoc loc;
+    Key32 xorb;
+  };
+  std::vector<Want> wants;
+  {
+    std::lock_guard lk(mu_);
+    auto it = chunks_.upper_bound(off);
+    if (it != chunks_.begin()) --it;
+    uint64_t cursor = off;
+    for (; it != chunks_.end() && cursor < end; ++it) {
+      uint64_t cstart = it->first, cend = cstart + it->second.len;
+      if (cend <= cursor) continue;
+      if (cstart > cursor) break;  // hole in the known layout
+      wants.push_back(Want{cstart, it->second, xorbs_[it->second.xorb]});
+      cursor = cend;
+    }
+  }
+  uint64_t cursor = off;
+  for (const Want& w : wants) {
+    ChunkBytes b = memory_only ? cache_.get_memory(w.xorb, w.loc.index) : cache_.get(w.xorb, w.loc.index);
+    if (!b || b->size() != w.loc.len) break;
+    uint64_t from = cursor - w.file_off;
+    uint64_t to = std::min<uint64_t>(w.loc.len, end - w.file_off);
+    out.slices.push_back(ReadSlice{b, static_cast<uint32_t>(from), static_cast<uint32_t>(to - from)});
+    out.bytes += to - from;
+    cursor = w.file_off + to;
+    if (cursor >= end) break;
+  }
+  return cursor;
+}
+
+bool FileReader::try_read_local(uint64_t off, uint64_t len, ReadData& out, StreamState* stream) {
+  if (off >= size_) return true;  // EOF: empty read
+  uint64_t end = std::min(size_, off + len);
+  ReadData d;
+  if (assemble(off, end, d, false) < end) return false;
+  out = std::move(d);
+  update_stream(stream, off, end);
+  return true;
+}
+
+std::shared_ptr<FileReader::Segment> FileReader::start_segment_locked(uint64_t start, uint64_t end) {
+  auto seg = std::make_shared<Segment>();
+  seg->start = start;
+  seg->end = end;
+  inflight_.emplace(start, seg);
+  stats_.segments.fetch_add(1, std::memory_order_relaxed);
+  net::co_spawn(ex_, run_segment(seg), net::detached);
+  return seg;
+}
+
+std::shared_ptr<FileReader::Segment> FileReader::segment_for(uint64_t pos, uint64_t want_end) {
+  std::lock_guard lk(mu_);
+  // An in-flight segment already covering `pos`?
+  auto it = inflight_.upper_bound(pos);
+  if (it != inflight_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second->start <= pos && pos < prev->second->end) return prev->second;
+  }
+  uint64_t end = std::min(size_, std::max(want_end, pos + 1));
+  if (it != inflight_.end() && it->second->start < end) end = it->second->start;  // don't overlap
+  return start_segment_locked(pos, end);
+}
+
+void FileReader::prefetch(uint64_t from, uint64_t to) {
+  to = std::min(to, size_);
+  std::lock_guard lk(mu_);
+  uint64_t cursor = from;
+  while (cursor < to && inflight_.size() < cfg_.max_segments_in_flight) {
+    // Skip what is in flight.
+    auto it = inflight_.upper_bound(cursor);
+    if (it != inflight_.begin()) {
+      auto prev = std::prev(it);
+      if (prev->second->end > cursor) {
+        cursor = prev->second->end;
+        continue;
+      }
+    }
+    // Skip what the layout already knows (assumed cached; a read that misses refetches).
+    auto c = chunks_.upper_bound(cursor);
+    if (c != chunks_.begin()) {
+      auto pc = std::prev(c);
+      if (pc->first + pc->second.len > cursor && content_.source == Content::Source::xet) {
+        cursor = pc->first + pc->second.len;
+        continue;
+      }
+    }
+    uint64_t end = std::min(to, cursor + cfg_.segment);
+    if (it != inflight_.end() && it->second->start < end) end = it->second->start;
+    if (end <= cursor) break;
+    if (content_.source == Content::Source::http) {
+      // Only blocks that are not cached.
+      bool cached = true;
+      for (uint64_t o = cursor; o < end && cached; o += cfg_.http_block) {
+        auto b = chunks_.find(o - o % cfg_.http_block);
+        if (b == chunks_.end() || !cache_.contains(xorbs_[b->second.xorb], b->second.index)) cached = false;
+      }
+      if (cached) {
+        cursor = end;
+        continue;
+      }
+    }
+    start_segment_locked(cursor, end);
+    cursor = end;
+  }
+}
+
+void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
+  if (!s) return;
+  uint64_t pf_from = 0, pf_to = 0;
+  {
+    std::lock_guard lk(s->mu);
+    bool sequential = s->started && off + cfg_.backward_tolerance >= s->next && off <= s->next + cfg_.forward_tolerance;
+    if (!s->started && off == 0) sequential = true;  // reading from the start: likely a full read
+    if (sequential) {
+      s->window = s->window ? std::min(s->window * 2, cfg_.max_window) : cfg_.initial_window;
+      uint64_t target = std::min(size_, end + s->window);
+      if (s->prefetched_to < end) s->prefetched_to = end;
+      if (target > s->prefetched_to) {
+        pf_from = s->prefetched_to;
+        pf_to = target;
+        s->prefetched_to = target;
+      }
+    } else {
+      s->window = 0;
+      s->prefetched_to = end;
+    }
+    s->started = true;
+    s->next = std::max(end, off);
+  }
+  if (pf_to > pf_from) prefetch(pf_from, pf_to);
+}
+
+Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState* stream, CancelPtr cancel) {
+  auto self = shared_from_this();  // keep alive across suspension
+  ReadData out;
+  if (off >= size_ || len == 0) co_return out;
+  uint64_t end = std::min(size_, off + len);
+  update_stream(stream, off, end);
+
+  uint64_t last_missing = UINT64_MAX;
+  int stalls = 0;
+  for (;;) {
+    ReadData part;
+    uint64_t missing = assemble(off, end, part, false);
+    if (missing >= end) co_return part;
+    if (cancel && cancel->cancelled()) co_return Error(Errc::cancelled, "read interrupted");
+    if (missing == last_missing && ++stalls > 2) {
+      co_return Error(Errc::io, "fetched data did not cover the requested range");
+    }
+    last_missing = missing;
+    uint64_t want = std::max(end, std::min(size_, missing + cfg_.first_segment));
+    auto seg = segment_for(missing, want);
+    // Wait for the segment, or for cancellation of this read (the segment keeps going for
+    // other readers).
+    auto waiter = SharedResult<Status>::create();
+    seg->done->on_ready([waiter](const Status& s) { waiter->set(s); });
+    uint64_t cb = 0;
+    if (cancel) cb = cancel->on_cancel([waiter] { waiter->set(Error(Errc::cancelled, "read interrupted")); });
+    Status st = co_await waiter->wait();
+    if (cancel) cancel->remove(cb);
+    if (!st.ok()) co_return st.error();
+  }
+}
+
+Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
+  auto self = shared_from_this();
+  Status st;
+  for (int attempt = 1;; ++attempt) {
+    st = content_.source == Content::Source::xet ? co_await fetch_xet(seg->start, seg->end)
+                                                 : co_await fetch_http(seg->start, seg->end);
+    if (st.ok() || life_->cancelled() || attempt >= cfg_.max_attempts || !retryable(st.code())) break;
+    stats_.segment_retries.fetch_add(1, std::memory_order_relaxed);
+    HF_LOG_INFO("read", "retrying {} bytes {}-{} after: {}", path_.empty() ? "file" : path_, seg->start, seg->end,
+                st.error().describe());
+    if (st.code() != Errc::forbidden) co_await sleep_ms(cfg_.retry_base_ms << (2 * (attempt - 1)));
+  }
+  if (!st.ok()) {
+    stats_.segment_failures.fetch_add(1, std::memory_order_relaxed);
+    HF_LOG_WARN("read", "fetch of {} bytes {}-{} failed: {}", path_.empty() ? "file" : path_, seg->start, seg->end,
+                st.error().describe());
+  }
+  {
+    std::lock_guard lk(mu_);
+    auto it = inflight_.find(seg->start);
+    if (it != inflight_.end() && it->second == seg) inflight_.erase(it);
+  }
+  seg->done->set(st);
+}
+
+void FileReader::learn_chunks(const Key32& xorb, uint32_t first_index, uint64_t file_offset,
+                              const std::vector<ChunkBytes>& chunks) {
+  std::lock_guard lk(mu_);
+  uint32_t slot = xorb_slot_locked(xorb);
+  uint64_t off = file_offset;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    uint32_t len = static_cast<uint32_t>(chunks[i]->size());
+    if (off < size_ && len > 0) {
+      auto [it, inserted] = chunks_.emplace(off, ChunkLoc{len, slot, first_index + static_cast<uint32_t>(i)});
+      if (!inserted && (it->second.len != len)) {
+        HF_LOG_WARN("read", "inconsistent chunk layout at offset {} of {}: {} vs {} bytes", off, path_, it->second.len,
+                    len);
+      }
+    }
+    off += len;
+  }
+}
+
+Task<Status> FileReader::fetch_xet(uint64_t start, uint64_t end) {
+  xet::Hash file;
+  file.bytes = content_.id;
+  stats_.reconstructions.fetch_add(1, std::memory_order_relaxed);
+  auto rec = co_await remote_.reconstruct(file, start, end - 1, life_);
+  if (!rec.ok()) {
+    if (rec.code() == Errc::out_of_range) {
+      co_return Error(Errc::corrupt, fmt::format("server says offset {} is past the end, listing says {} bytes", start,
+                                                 size_));
+    }
+    co_return std::move(rec).error();
+  }
+  const xet::Reconstruction& r = *rec;
+  if (r.terms.empty()) co_return Error(Errc::corrupt, "empty reconstruction for a non-empty range");
+  if (r.offset_into_first_range > start) co_return Error(Errc::protocol, "offset_into_first_range beyond range start");
+
+  // Which fetch entry serves each term (§7.2: every term's chunk range is inside one entry).
+  struct FetchJob {
+    xet::Hash xorb;
+    const xet::XorbFetch* fetch;
+    const xet::FetchRange* range;
+    std::vector<ChunkBytes> chunks;  // decoded, indexed from range->chunks.start
+    Status status;
+  };
+  std::vector<FetchJob> jobs;
+  std::vector<size_t> term_job(r.terms.size());
+  for (size_t t = 0; t < r.terms.size(); ++t) {
+    const xet::Term& term = r.terms[t];
+    auto loc = r.find(term);
+    const xet::XorbFetch* found_f = loc.fetch;
+    const xet::FetchRange* found_r = loc.range;
+    if (!found_r) co_return Error(Errc::protocol, "no xorb fetch entry covers a reconstruction term");
+    size_t j = 0;
+    for (; j < jobs.size(); ++j) {
+      if (jobs[j].range == found_r) break;
+    }
+    if (j == jobs.size()) jobs.push_back(FetchJob{term.xorb, found_f, found_r, {}, {}});
+    term_job[t] = j;
+  }
+
+  // Download every xorb range in parallel.
+  auto all_done = SharedResult<Status>::create();
+  auto remaining = std::make_shared<std::atomic<size_t>>(jobs.size());
+  for (auto& job : jobs) {
+    FetchJob* jp = &job;
+    net::co_spawn(
+        ex_,
+        [this, jp, all_done, remaining]() -> Task<void> {
+          uint32_t base = jp->range->chunks.start;
+          size_t n = jp->range->chunks.end - base;
+          jp->chunks.assign(n, nullptr);
+          ChunkSink sink = [jp, base, n](uint32_t idx, std::span<const uint8_t> raw) -> Status {
+            if (idx < base || idx - base >= n) return Error(Errc::protocol, "chunk index outside the fetched range");
+            jp->chunks[idx - base] = std::make_shared<const std::vector<uint8_t>>(raw.begin(), raw.end());
+            return {};
+          };
+          jp->status = co_await remote_.fetch_chunks(jp->fetch->url, *jp->range, std::move(sink), life_);
+          if (jp->status.ok()) {
+            for (auto& c : jp->chunks) {
+              if (!c) {
+                jp->status = Error(Errc::protocol, "xorb range ended before all chunks were received");
+                break;
+              }
+              stats_.bytes_fetched.fetch_add(c->size(), std::memory_order_relaxed);
+            }
+          }
+          if (remaining->fetch_sub(1) == 1) all_done->set(Status{});
+        },
+        net::detached);
+  }
+  co_await all_done->wait();
+  for (auto& job : jobs) {
+    if (!job.status.ok()) co_return job.status;
+  }
+
+  // Walk the terms in file order: learn the layout and publish the chunks.
+  uint64_t cursor = start - r.offset_into_first_range;
+  for (size_t t = 0; t < r.terms.size(); ++t) {
+    const xet::Term& term = r.terms[t];
+    FetchJob& job = jobs[term_job[t]];
+    uint32_t base = job.range->chunks.start;
+    std::vector<ChunkBytes> run(job.chunks.begin() + (term.range.start - base),
+                                job.chunks.begin() + (term.range.end - base));
+    uint64_t term_bytes = 0;
+    for (auto& c : run) term_bytes += c->size();
+    if (term_bytes != term.unpacked_length) {
+      co_return Error(Errc::corrupt, fmt::format("term decodes to {} bytes, reconstruction says {}", term_bytes,
+                                                 term.unpacked_length));
+    }
+    learn_chunks(job.xorb.bytes, term.range.start, cursor, run);
+    cache_.insert_run(job.xorb.bytes, term.range.start, std::move(run));
+    cursor += term_bytes;
+  }
+  if (cursor < std::min(end, size_)) {
+    co_return Error(Errc::corrupt, fmt::format("reconstruction covers up to {}, needed {}", cursor, std::min(end, size_)));
+  }
+  co_return Status{};
+}
+
+Task<Status> FileReader::fetch_http(uint64_t start, uint64_t end) {
+  uint64_t block = cfg_.http_block;
+  uint64_t s = start - start % block;
+  uint64_t e = std::min(size_, ((end + block - 1) / block) * block);
+  auto buf = std::make_shared<std::vector<uint8_t>>();
+  buf->reserve(std::min<uint64_t>(block, e - s));
+  uint64_t block_index = s / block;
+  uint64_t received = 0;
+  Key32 key = content_.id;
+  ByteSink sink = [&](std::span<const uint8_t> data) -> Status {
+    while (!data.empty()) {
+      uint64_t block_len = std::min<uint64_t>(block, size_ - block_index * block);
+      size_t take = std::min<size_t>(data.size(), block_len - buf->size());
+      buf->insert(buf->end(), data.begin(), data.begin() + take);
+      data = data.subspan(take);
+      received += take;
+      if (buf->size() == block_len) {
+        std::vector<ChunkBytes> one{std::move(buf)};
+        cache_.insert_run(key, static_cast<uint32_t>(block_index), std::move(one));
+        buf = std::make_shared<std::vector<uint8_t>>();
+        ++block_index;
+        if (block_index * block >= e) {
+          if (!data.empty()) return Error(Errc::protocol, "server sent more bytes than requested");
+          break;
+        }
+      }
+    }
+    return {};
+  };
+  Status st = co_await remote_.download(rev_, path_, s, e - s, sink, life_);
+  stats_.bytes_fetched.fetch_add(received, std::memory_order_relaxed);
+  if (!st.ok()) co_return st;
+  if (received != e - s) {
+    co_return Error(Errc::corrupt, fmt::format("download returned {} bytes, expected {}", received, e - s));
+  }
+  co_return Status{};
+}
+
+uint64_t FileReader::cached_bytes() {
+  std::vector<std::pair<ChunkLoc, Key32>> all;
+  {
+    std::lock_guard lk(mu_);
+    all.reserve(chunks_.size());
+    for (auto& [off, loc] : chunks_) all.emplace_back(loc, xorbs_[loc.xorb]);
+  }
+  uint64_t total = 0;
+  for (auto& [loc, key] : all) {
+    if (cache_.contains(key, loc.index)) total += loc.len;
+  }
+  return total;
+}
+
+Task<Status> FileReader::warm(std::function<void(uint64_t)> on_bytes, CancelPtr cancel) {
+  auto self = shared_from_this();
+  StreamState stream;
+  uint64_t step = cfg_.segment;
+  for (uint64_t off = 0; off < size_; off += step) {
+    if (cancel && cancel->cancelled()) co_return Error(Errc::cancelled, "warm cancelled");
+    auto r = co_await read(off, step, &stream, cancel);
+    if (!r.ok()) co_return std::move(r).error();
+    if (on_bytes) on_bytes(r->bytes);
+  }
+  co_return Status{};
+}
+
+}  // namespace hf::fs

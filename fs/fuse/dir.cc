@@ -1,0 +1,93 @@
+// opendir, readdir, readdirplus, releasedir.
+#include <vector>
+
+#include "fs/fuse/context.h"
+#include "fs/fuse/ops.h"
+
+namespace hf::fs::fuse {
+
+static void reply_open_dir(fuse_req_t req, struct fuse_file_info* fi, Result<OpenOut> r) {
+  if (!r.ok()) {
+    reply_error(req, r.error(), "opendir");
+    return;
+  }
+  fi->fh = r->fh;
+  fi->cache_readdir = r->cache_dir;
+  fi->keep_cache = r->keep_cache;
+  if (fuse_reply_open(req, fi) != 0) ctx(req).vfs->releasedir(r->fh);
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  FuseContext& c = ctx(req);
+  if (auto r = c.vfs->opendir_fast(ino)) {
+    reply_open_dir(req, fi, std::move(*r));
+    return;
+  }
+  auto cancel = make_cancel();
+  // `fi` is only valid during this call: copy what the reply needs.
+  struct fuse_file_info saved = *fi;
+  spawn_reply<OpenOut>(req, cancel, c.vfs->opendir(ino, cancel), "opendir",
+                       [saved](fuse_req_t r, Result<OpenOut> res) mutable { reply_open_dir(r, &saved, std::move(res)); });
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info* fi, bool plus) {
+  FuseContext& c = ctx(req);
+  auto snap = c.vfs->dir_snapshot(fi->fh);
+  if (!snap) {
+    reply_error(req, Error(Errc::bad_handle, "unknown directory handle"), "readdir");
+    return;
+  }
+  std::vector<char> buf(size);
+  size_t used = 0;
+  size_t total = snap->entries.size() + 2;
+  for (size_t idx = static_cast<size_t>(off); idx < total; ++idx) {
+    const char* name;
+    Attr a;
+    bool real = idx >= 2;
+    if (idx == 0) {
+      name = ".";
+      a.ino = snap->dir_ino;
+      a.kind = NodeKind::dir;
+    } else if (idx == 1) {
+      name = "..";
+      a.ino = snap->parent_ino;
+      a.kind = NodeKind::dir;
+    } else {
+      const DirSnapshotEntry& e = snap->entries[idx - 2];
+      name = e.name.c_str();
+      a = e.attr;
+    }
+    size_t n;
+    if (plus) {
+      struct fuse_entry_param p;
+      EntryOut eo = c.vfs->entry_for(a);
+      fill_entry(eo, &p);
+      if (!real) p.ino = 0;  // the kernel does not instantiate "." and ".." from readdirplus
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &p, static_cast<off_t>(idx + 1));
+      if (n > size - used) break;
+      if (real) c.vfs->add_lookup(a.ino);
+    } else {
+      struct stat st;
+      fill_stat(a, &st);
+      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, static_cast<off_t>(idx + 1));
+      if (n > size - used) break;
+    }
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+  do_readdir(req, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+  do_readdir(req, size, off, fi, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  ctx(req).vfs->releasedir(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+}  // namespace hf::fs::fuse

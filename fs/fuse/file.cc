@@ -1,0 +1,61 @@
+// open, read, flush, release (read-only data path).
+#include <sys/uio.h>
+
+#include <vector>
+
+#include "fs/fuse/context.h"
+#include "fs/fuse/ops.h"
+
+namespace hf::fs::fuse {
+
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  FuseContext& c = ctx(req);
+  auto r = c.vfs->open(ino, fi->flags);
+  if (!r.ok()) {
+    reply_error(req, r.error(), "open");
+    return;
+  }
+  fi->fh = r->fh;
+  fi->keep_cache = r->keep_cache;
+  if (fuse_reply_open(req, fi) != 0) c.vfs->release(r->fh);
+}
+
+static void reply_data(fuse_req_t req, Result<ReadData> r) {
+  if (!r.ok()) {
+    reply_error(req, r.error(), "read");
+    return;
+  }
+  const ReadData& d = *r;
+  if (d.slices.empty()) {
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  // Zero-copy: the reply is gathered straight from the cached chunk buffers.
+  std::vector<struct iovec> iov(d.slices.size());
+  for (size_t i = 0; i < d.slices.size(); ++i) {
+    iov[i].iov_base = const_cast<uint8_t*>(d.slices[i].data->data()) + d.slices[i].offset;
+    iov[i].iov_len = d.slices[i].length;
+  }
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+  FuseContext& c = ctx(req);
+  ReadData d;
+  if (c.vfs->read_fast(fi->fh, static_cast<uint64_t>(off), size, d)) {
+    reply_data(req, std::move(d));
+    return;
+  }
+  auto cancel = make_cancel();
+  spawn_reply<ReadData>(req, cancel, c.vfs->read(fi->fh, static_cast<uint64_t>(off), size, cancel), "read",
+                        reply_data);
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  ctx(req).vfs->release(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+}  // namespace hf::fs::fuse

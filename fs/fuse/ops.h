@@ -1,0 +1,67 @@
+// The FUSE low-level operations (one function per op; grouped by family in entry.cc, dir.cc,
+// file.cc, xattr.cc, statfs.cc) and the session runner.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/fuse/context.h"
+
+namespace hf::fs::fuse {
+
+void op_lookup(fuse_req_t, fuse_ino_t parent, const char* name);
+void op_forget(fuse_req_t, fuse_ino_t, uint64_t nlookup);
+void op_forget_multi(fuse_req_t, size_t count, struct fuse_forget_data*);
+void op_getattr(fuse_req_t, fuse_ino_t, struct fuse_file_info*);
+void op_setattr(fuse_req_t, fuse_ino_t, struct stat*, int to_set, struct fuse_file_info*);
+void op_readlink(fuse_req_t, fuse_ino_t);
+void op_opendir(fuse_req_t, fuse_ino_t, struct fuse_file_info*);
+void op_readdir(fuse_req_t, fuse_ino_t, size_t, off_t, struct fuse_file_info*);
+void op_readdirplus(fuse_req_t, fuse_ino_t, size_t, off_t, struct fuse_file_info*);
+void op_releasedir(fuse_req_t, fuse_ino_t, struct fuse_file_info*);
+void op_open(fuse_req_t, fuse_ino_t, struct fuse_file_info*);
+void op_read(fuse_req_t, fuse_ino_t, size_t, off_t, struct fuse_file_info*);
+void op_flush(fuse_req_t, fuse_ino_t, struct fuse_file_info*);
+void op_release(fuse_req_t, fuse_ino_t, struct fuse_file_info*);
+void op_getxattr(fuse_req_t, fuse_ino_t, const char*, size_t);
+void op_listxattr(fuse_req_t, fuse_ino_t, size_t);
+void op_setxattr(fuse_req_t, fuse_ino_t, const char*, const char*, size_t, int);
+void op_removexattr(fuse_req_t, fuse_ino_t, const char*);
+void op_statfs(fuse_req_t, fuse_ino_t);
+
+struct fuse_lowlevel_ops make_ops();
+
+struct SessionOptions {
+  std::string mountpoint;
+  std::vector<std::string> mount_opts;  // passed as "-o a,b,c" to fuse_session_new
+  unsigned max_threads = 8;
+  bool clone_fd = true;
+  bool debug = false;
+  unsigned read_ahead_kb = 0;  // 0 = leave the kernel default (needs root to change)
+};
+
+// Owns a mounted FUSE session. Construction order: new session -> signal handlers -> mount.
+// Destruction: unmount -> remove handlers -> destroy (reverse).
+class Session {
+ public:
+  static Result<std::unique_ptr<Session>> mount(FuseContext& ctx, const SessionOptions& opts);
+  ~Session();
+  // Serves requests until unmount or a signal (SIGINT/SIGTERM/SIGHUP). Returns 0 on a clean exit.
+  int loop();
+  void exit();
+  // Kernel cache invalidation. Never call from a FUSE worker or from an io thread that a read
+  // might be waiting on: the kernel can block these calls on page locks held by reads.
+  int invalidate_inode(uint64_t ino, bool pages);
+  int invalidate_entry(uint64_t parent, const std::string& name);
+
+ private:
+  Session() = default;
+  FuseContext* ctx_ = nullptr;
+  struct fuse_session* se_ = nullptr;
+  SessionOptions opts_;
+  bool mounted_ = false;
+  bool handlers_ = false;
+};
+
+}  // namespace hf::fs::fuse

@@ -1,0 +1,151 @@
+// init/destroy, the operations table, and the session runner.
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "fs/fuse/ops.h"
+
+namespace hf::fs::fuse {
+
+static void op_init(void* userdata, struct fuse_conn_info* conn) {
+  auto* c = static_cast<FuseContext*>(userdata);
+  // Metadata is served from memory: always return attributes with directory entries so
+  // `ls -l`, `find` and `du` never need one LOOKUP per entry.
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  // Page cache stays valid across opens unless mtime/size change (FOPEN_KEEP_CACHE + this).
+  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  if (c->tuning.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  // No lock ops are implemented: the kernel then arbitrates flock/fcntl locks itself, which is
+  // exactly "locks work within this mount".
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  conn->max_background = c->tuning.max_background;
+  conn->congestion_threshold = c->tuning.congestion_threshold;
+  if (c->tuning.max_readahead < conn->max_readahead) conn->max_readahead = c->tuning.max_readahead;
+  HF_LOG_DEBUG("fuse", "init: proto {}.{}, capable 0x{:x}, want 0x{:x}, max_readahead {}, max_write {}",
+               conn->proto_major, conn->proto_minor, conn->capable, conn->want, conn->max_readahead, conn->max_write);
+}
+
+static void op_destroy(void*) {}
+
+struct fuse_lowlevel_ops make_ops() {
+  struct fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof(ops));
+  ops.init = op_init;
+  ops.destroy = op_destroy;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.setxattr = op_setxattr;
+  ops.removexattr = op_removexattr;
+  ops.statfs = op_statfs;
+  return ops;
+}
+
+// The mount's device number from /proc/self/mountinfo: stat()ing our own mountpoint here would
+// send a request to a session that is not serving yet.
+static bool mount_dev(const std::string& mountpoint, unsigned* maj, unsigned* min) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  bool found = false;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, mp;
+    ls >> id >> parent >> dev >> root >> mp;
+    if (mp == mountpoint && std::sscanf(dev.c_str(), "%u:%u", maj, min) == 2) found = true;  // last wins
+  }
+  return found;
+}
+
+Result<std::unique_ptr<Session>> Session::mount(FuseContext& ctx, const SessionOptions& opts) {
+  std::unique_ptr<Session> s(new Session());
+  s->ctx_ = &ctx;
+  s->opts_ = opts;
+  std::vector<std::string> argv_s{"hf-mount-fuse"};
+  if (opts.debug) argv_s.push_back("-d");
+  if (!opts.mount_opts.empty()) {
+    std::string joined;
+    for (auto& o : opts.mount_opts) {
+      if (!joined.empty()) joined.push_back(',');
+      joined += o;
+    }
+    argv_s.push_back("-o");
+    argv_s.push_back(joined);
+  }
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  struct fuse_lowlevel_ops ops = make_ops();
+  s->se_ = fuse_session_new(&args, &ops, sizeof(ops), &ctx);
+  if (!s->se_) return Error(Errc::invalid_argument, "FUSE rejected the mount options (see the message above)");
+  ctx.session = s->se_;
+  if (fuse_set_signal_handlers(s->se_) != 0) return Error(Errc::internal, "cannot install signal handlers");
+  s->handlers_ = true;
+  if (fuse_session_mount(s->se_, opts.mountpoint.c_str()) != 0) {
+    return Error(Errc::io, "cannot mount on " + opts.mountpoint + " (is it an existing, empty directory?)");
+  }
+  s->mounted_ = true;
+  if (opts.read_ahead_kb) {
+    unsigned maj = 0, min = 0;
+    if (mount_dev(opts.mountpoint, &maj, &min)) {
+      std::string path = "/sys/class/bdi/" + std::to_string(maj) + ":" + std::to_string(min) + "/read_ahead_kb";
+      std::ofstream ra(path);
+      if (ra << opts.read_ahead_kb << "\n" && ra.flush()) {
+        HF_LOG_DEBUG("fuse", "read_ahead_kb={} on {}", opts.read_ahead_kb, path);
+      } else {
+        HF_LOG_DEBUG("fuse", "cannot set {} (not root?)", path);
+      }
+    }
+  }
+  return s;
+}
+
+int Session::loop() {
+  struct fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, opts_.clone_fd ? 1 : 0);
+  fuse_loop_cfg_set_max_threads(cfg, opts_.max_threads);
+  fuse_loop_cfg_set_idle_threads(cfg, std::min(opts_.max_threads, 4u));
+  int r = fuse_session_loop_mt(se_, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  return r;
+}
+
+void Session::exit() {
+  if (se_) fuse_session_exit(se_);
+}
+
+int Session::invalidate_inode(uint64_t ino, bool pages) {
+  return fuse_lowlevel_notify_inval_inode(se_, ino, pages ? 0 : -1, 0);
+}
+
+int Session::invalidate_entry(uint64_t parent, const std::string& name) {
+  return fuse_lowlevel_notify_inval_entry(se_, parent, name.c_str(), name.size());
+}
+
+Session::~Session() {
+  if (mounted_) fuse_session_unmount(se_);
+  if (handlers_) fuse_remove_signal_handlers(se_);
+  if (se_) fuse_session_destroy(se_);
+  if (ctx_) ctx_->session = nullptr;
+}
+
+}  // namespace hf::fs::fuse

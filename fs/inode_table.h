@@ -1,0 +1,138 @@
+// The in-memory inode table of one mount: nodes, directory children, kernel lookup counts.
+//
+// Inode numbers are deterministic: XXH3-64 of the node's path relative to the mount root
+// (rehashed with a counter on the rare collision), so the same path gets the same number in
+// every mount of the same view, and a persistent store can reproduce them.
+//
+// nlookup follows the FUSE contract: every entry handed to the kernel (lookup, readdirplus,
+// create, ...) adds one; forget(n) subtracts n. A node removed from its directory (remote
+// change, unlink) stays reachable by inode number while nlookup > 0 ("orphan") and is freed at
+// the forget that drops it to zero. A negative count is a bug and aborts.
+//
+// Thread-safety: every member is safe to call concurrently (one internal shared_mutex; readers
+// share it). Results are copies; no pointer into the table escapes. The table takes no other
+// lock while holding its own, so callers may hold their own locks when calling in.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "fs/node.h"
+
+namespace hf::fs {
+
+struct InodeTableOptions {
+  uint32_t uid = 0, gid = 0;
+  uint32_t file_perm = 0444, dir_perm = 0555;
+  int64_t default_mtime_ns = 0;  // for entries without their own mtime (repo lastModified)
+};
+
+// One entry of a directory listing, as the core feeds it to the table.
+struct ListedEntry {
+  std::string name;  // a single valid path component
+  NodeKind kind = NodeKind::file;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;  // 0 = use the default
+  Content content;
+  std::string symlink_target;
+};
+
+struct DirSnapshotEntry {
+  std::string name;
+  Attr attr;
+};
+// An immutable, name-sorted view of a listed directory. readdir serves offsets into it, so a
+// handle keeps reading a consistent list even if the directory changes meanwhile.
+struct DirSnapshot {
+  uint64_t dir_ino = 0;
+  uint64_t parent_ino = 0;
+  std::vector<DirSnapshotEntry> entries;
+};
+
+// What a re-listing changed (the FS uses it to invalidate kernel caches).
+struct ListingDiff {
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  std::vector<uint64_t> changed;  // inodes whose content or size changed
+};
+
+class InodeTable {
+ public:
+  explicit InodeTable(InodeTableOptions opts);
+
+  std::optional<NodeInfo> get(uint64_t ino) const;
+
+  enum class ChildState { found, absent, unknown };
+  struct ChildLookup {
+    ChildState state = ChildState::unknown;  // unknown: the directory has not been listed
+    NodeInfo info;                           // valid when found
+  };
+  ChildLookup lookup(uint64_t parent, std::string_view name) const;
+
+  bool is_dir(uint64_t ino) const;
+  bool is_listed(uint64_t dir) const;
+
+  // Sets the complete child list of `dir` (which must exist and be a directory). Children that
+  // keep their name and kind keep their inode number; their attributes are updated.
+  ListingDiff apply_listing(uint64_t dir, std::vector<ListedEntry> entries);
+
+  void add_lookup(uint64_t ino, uint64_t n = 1);
+  void forget(uint64_t ino, uint64_t n);
+
+  // Snapshot of a listed directory (nullptr if not a listed directory).
+  std::shared_ptr<const DirSnapshot> snapshot(uint64_t dir) const;
+
+  // Path relative to the mount root ("" for the root, "a/b" otherwise). nullopt for unknown
+  // or orphaned nodes.
+  std::optional<std::string> path(uint64_t ino) const;
+
+  // Number of live nodes and of directories that are listed.
+  size_t size() const;
+  size_t listed_dirs() const;
+
+  // Changes the default mtime used for entries without their own (e.g. after a revision
+  // switch); affects nodes created afterwards.
+  void set_default_mtime(int64_t ns);
+
+ private:
+  struct Node {
+    uint64_t ino = 0;
+    uint64_t parent = 0;  // 0 = orphan (removed from its directory)
+    std::string name;
+    NodeKind kind = NodeKind::file;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    Content content;
+    std::string symlink_target;
+    uint64_t nlookup = 0;
+    bool listed = false;
+    uint32_t subdirs = 0;
+    std::map<std::string, uint64_t, std::less<>> children;
+    mutable std::shared_ptr<const DirSnapshot> snap;  // cache; reset when children change
+  };
+
+  Attr attr_of(const Node& n) const;
+  NodeInfo info_of(const Node& n) const;
+  std::string path_locked(const Node& n) const;
+  uint64_t allocate_ino(const std::string& path) const;
+  void detach_locked(Node& child);      // remove from parent's children
+  void maybe_free_locked(uint64_t ino);  // free an orphan (and orphaned subtree) at nlookup 0
+
+  InodeTableOptions opts_;
+  mutable std::shared_mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;
+  size_t listed_dirs_ = 0;
+};
+
+// True if `name` may appear as a directory entry: non-empty, not "." or "..", no '/' or NUL,
+// at most 255 bytes. Server-provided names failing this are skipped, never served.
+bool valid_entry_name(std::string_view name);
+
+}  // namespace hf::fs

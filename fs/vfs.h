@@ -1,0 +1,158 @@
+// The filesystem core: every FUSE operation's semantics, without libfuse.
+//
+// The FUSE layer (fs/fuse/) calls a *_fast method first, on the FUSE worker thread; it answers
+// from memory (or the local disk cache) and returns nullopt when the operation needs the
+// network. The layer then runs the coroutine variant on the io executor and replies from its
+// completion, so a FUSE thread never waits for the network.
+//
+// Errors are Result values with an Errc; the FUSE layer maps them to errno in one place.
+//
+// Thread-safety: all members are safe to call concurrently. Lock order: Vfs::mu_ (handles,
+// readers, flights) -> InodeTable's lock -> FileReader::mu_ -> ChunkCache locks. No lock is
+// held across a co_await.
+#pragma once
+
+#include <utility>  // before asio
+
+#include <boost/asio/any_io_executor.hpp>
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/async.h"
+#include "base/cancel.h"
+#include "base/result.h"
+#include "fs/chunk_cache.h"
+#include "fs/file_reader.h"
+#include "fs/inode_table.h"
+#include "fs/remote.h"
+
+namespace hf::fs {
+
+struct VfsConfig {
+  std::string source;         // canonical hf:// source, for user.hf.source
+  bool read_only = true;
+  bool pinned = false;        // revision is a commit sha: the tree can never change
+  double entry_timeout = 60;  // seconds (kernel dentry/attr cache); pinned views use ~forever
+  double attr_timeout = 60;
+  double negative_timeout = 60;
+  InodeTableOptions table;
+  ReaderConfig reader;
+  size_t reader_cache = 256;  // readers kept alive after their last handle closes
+};
+
+struct EntryOut {
+  Attr attr;  // attr.ino == 0: negative entry (cache "does not exist" for entry_timeout)
+  double entry_timeout = 0;
+  double attr_timeout = 0;
+};
+
+struct OpenOut {
+  uint64_t fh = 0;
+  bool keep_cache = false;  // FOPEN_KEEP_CACHE: content unchanged since the kernel cached it
+  bool cache_dir = false;   // FOPEN_CACHE_DIR
+};
+
+struct StatfsOut {
+  uint64_t block_size = 4096;
+  uint64_t blocks = 0, blocks_free = 0, blocks_avail = 0;
+  uint64_t files = 0, files_free = 0;
+  uint32_t name_max = 255;
+};
+
+struct VfsStats {
+  std::atomic<uint64_t> lookups{0}, lookups_remote{0}, listings{0}, listing_entries{0}, skipped_names{0};
+  std::atomic<uint64_t> reads{0}, reads_fast{0}, read_bytes{0}, read_errors{0};
+  ReaderStats reader;
+};
+
+class Vfs {
+ public:
+  Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, boost::asio::any_io_executor ex);
+  ~Vfs();
+
+  const VfsConfig& config() const { return cfg_; }
+  InodeTable& table() { return table_; }
+  VfsStats& stats() { return stats_; }
+
+  // Registers a revision tag (commit sha) and makes it current for new listings.
+  void set_revision(std::string rev);
+  std::string revision() const;
+
+  // --- entries ---
+  std::optional<Result<EntryOut>> lookup_fast(uint64_t parent, std::string_view name);
+  Task<Result<EntryOut>> lookup(uint64_t parent, std::string name, CancelPtr cancel);
+  void forget(uint64_t ino, uint64_t nlookup);
+  // Counts one more kernel reference (readdirplus entries).
+  void add_lookup(uint64_t ino) { table_.add_lookup(ino); }
+  Result<Attr> getattr(uint64_t ino);
+  Result<std::string> readlink(uint64_t ino);
+  EntryOut entry_for(const Attr& a) const;
+
+  // --- directories ---
+  std::optional<Result<OpenOut>> opendir_fast(uint64_t ino);
+  Task<Result<OpenOut>> opendir(uint64_t ino, CancelPtr cancel);
+  std::shared_ptr<const DirSnapshot> dir_snapshot(uint64_t fh);
+  void releasedir(uint64_t fh);
+  // Loads a directory listing (single-flight per directory).
+  Task<Status> ensure_listed(uint64_t dir, CancelPtr cancel);
+
+  // --- files ---
+  Result<OpenOut> open(uint64_t ino, int flags);
+  bool read_fast(uint64_t fh, uint64_t off, uint64_t len, ReadData& out);
+  Task<Result<ReadData>> read(uint64_t fh, uint64_t off, uint64_t len, CancelPtr cancel);
+  void release(uint64_t fh);
+
+  // --- xattrs, statfs ---
+  Result<std::string> getxattr(uint64_t ino, std::string_view name);
+  Result<std::vector<std::string>> listxattr(uint64_t ino);
+  StatfsOut statfs();
+
+  // Reader for a file inode (creating it if needed); null for directories/unknown inodes.
+  std::shared_ptr<FileReader> reader_for_ino(uint64_t ino);
+
+ private:
+  struct FileHandle {
+    uint64_t ino;
+    std::shared_ptr<FileReader> reader;  // null for empty files
+    StreamState stream;
+  };
+  struct DirHandle {
+    std::shared_ptr<const DirSnapshot> snap;
+  };
+
+  std::shared_ptr<FileReader> reader_locked(const NodeInfo& n);
+  Task<void> load_dir(uint64_t dir, SharedResultPtr<Status> flight);
+  std::vector<ListedEntry> convert_listing(std::vector<RemoteEntry>&& entries, const std::string& dir_path);
+  Result<OpenOut> make_dir_handle(uint64_t ino);
+
+  VfsConfig cfg_;
+  Remote& remote_;
+  ChunkCache& cache_;
+  boost::asio::any_io_executor ex_;
+  InodeTable table_;
+  VfsStats stats_;
+  CancelPtr life_ = make_cancel();
+
+  mutable std::mutex mu_;
+  std::vector<std::string> revs_;  // revision table (Content::rev indexes it)
+  uint64_t next_fh_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<FileHandle>> files_;
+  std::unordered_map<uint64_t, DirHandle> dirs_;
+  std::unordered_map<uint64_t, SharedResultPtr<Status>> listing_flights_;
+  // Readers by content key; weak so a reader dies with its last user, plus a small LRU of
+  // strong references so a file reopened soon keeps its learned layout.
+  std::map<std::pair<int, Key32>, std::weak_ptr<FileReader>> readers_;
+  std::list<std::shared_ptr<FileReader>> recent_readers_;
+  // Content the kernel may hold pages of, per inode (decides FOPEN_KEEP_CACHE).
+  std::unordered_map<uint64_t, Key32> kernel_content_;
+};
+
+}  // namespace hf::fs

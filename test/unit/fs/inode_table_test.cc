@@ -1,0 +1,169 @@
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <random>
+#include <thread>
+
+#include "fs/inode_table.h"
+
+using namespace hf::fs;
+
+static ListedEntry file(std::string name, uint64_t size, uint8_t id = 1) {
+  ListedEntry e;
+  e.name = std::move(name);
+  e.kind = NodeKind::file;
+  e.size = size;
+  e.content.source = Content::Source::xet;
+  e.content.id.fill(id);
+  return e;
+}
+static ListedEntry dir(std::string name) {
+  ListedEntry e;
+  e.name = std::move(name);
+  e.kind = NodeKind::dir;
+  return e;
+}
+
+TEST_CASE("listing, lookup, paths and deterministic inode numbers") {
+  InodeTableOptions o;
+  o.uid = 7;
+  InodeTable t(o);
+  CHECK(t.lookup(kRootIno, "a").state == InodeTable::ChildState::unknown);
+  t.apply_listing(kRootIno, {file("a.bin", 10), dir("sub")});
+  auto a = t.lookup(kRootIno, "a.bin");
+  REQUIRE(a.state == InodeTable::ChildState::found);
+  CHECK(a.info.attr.size == 10);
+  CHECK(a.info.attr.uid == 7);
+  CHECK(a.info.attr.perm == 0444);
+  CHECK(t.lookup(kRootIno, "missing").state == InodeTable::ChildState::absent);
+  auto sub = t.lookup(kRootIno, "sub");
+  REQUIRE(sub.state == InodeTable::ChildState::found);
+  CHECK(sub.info.attr.kind == NodeKind::dir);
+  CHECK(t.lookup(sub.info.attr.ino, "x").state == InodeTable::ChildState::unknown);
+  t.apply_listing(sub.info.attr.ino, {file("deep.txt", 3)});
+  auto deep = t.lookup(sub.info.attr.ino, "deep.txt");
+  CHECK(t.path(deep.info.attr.ino) == std::optional<std::string>("sub/deep.txt"));
+  CHECK(t.get(kRootIno)->attr.nlink == 3);  // 2 + one subdirectory
+
+  // Same view, another table: same numbers (stable across mounts).
+  InodeTable t2(o);
+  t2.apply_listing(kRootIno, {dir("sub"), file("a.bin", 10)});
+  CHECK(t2.lookup(kRootIno, "a.bin").info.attr.ino == a.info.attr.ino);
+  CHECK(t2.lookup(kRootIno, "sub").info.attr.ino == sub.info.attr.ino);
+}
+
+TEST_CASE("invalid server names are never inserted") {
+  InodeTable t({});
+  t.apply_listing(kRootIno, {file("", 1), file(".", 1), file("..", 1), file("a/b", 1), file(std::string("n\0ul", 4), 1),
+                             file(std::string(256, 'x'), 1), file("ok", 1), file(std::string(255, 'y'), 1)});
+  auto snap = t.snapshot(kRootIno);
+  REQUIRE(snap);
+  REQUIRE(snap->entries.size() == 2);
+  CHECK(snap->entries[0].name == "ok");
+  CHECK(snap->entries[1].name == std::string(255, 'y'));
+}
+
+TEST_CASE("relisting keeps inode numbers and reports changes") {
+  InodeTable t({});
+  t.apply_listing(kRootIno, {file("keep", 1, 1), file("change", 1, 1), file("gone", 1, 1), dir("kind")});
+  uint64_t keep = t.lookup(kRootIno, "keep").info.attr.ino;
+  uint64_t change = t.lookup(kRootIno, "change").info.attr.ino;
+  auto diff = t.apply_listing(kRootIno, {file("keep", 1, 1), file("change", 2, 9), file("new", 1, 1), file("kind", 5)});
+  CHECK(t.lookup(kRootIno, "keep").info.attr.ino == keep);
+  CHECK(t.lookup(kRootIno, "change").info.attr.ino == change);
+  CHECK(t.lookup(kRootIno, "change").info.attr.size == 2);
+  CHECK(diff.changed == std::vector<uint64_t>{change});
+  CHECK(diff.added.size() == 2);    // new, and kind (re-created as a file)
+  CHECK(diff.removed.size() == 2);  // gone, and kind (the directory)
+  CHECK(t.lookup(kRootIno, "gone").state == InodeTable::ChildState::absent);
+  CHECK(t.lookup(kRootIno, "kind").info.attr.kind == NodeKind::file);
+}
+
+TEST_CASE("orphans live until the kernel forgets them") {
+  InodeTable t({});
+  t.apply_listing(kRootIno, {file("f", 1), dir("d")});
+  uint64_t f = t.lookup(kRootIno, "f").info.attr.ino;
+  uint64_t d = t.lookup(kRootIno, "d").info.attr.ino;
+  t.apply_listing(d, {file("inner", 4)});
+  uint64_t inner = t.lookup(d, "inner").info.attr.ino;
+  t.add_lookup(f, 2);
+  t.add_lookup(inner, 1);
+  t.apply_listing(kRootIno, {});  // both removed remotely
+  REQUIRE(t.get(f));              // still referenced by the kernel
+  CHECK_FALSE(t.path(f));         // but no longer reachable by path
+  CHECK_FALSE(t.get(d));          // nlookup 0: freed at once
+  REQUIRE(t.get(inner));          // its child is still referenced
+  t.forget(f, 1);
+  CHECK(t.get(f));
+  t.forget(f, 1);
+  CHECK_FALSE(t.get(f));
+  t.forget(inner, 1);
+  CHECK_FALSE(t.get(inner));
+  CHECK(t.size() == 1);  // only the root
+}
+
+TEST_CASE("lookup counts match a reference model under random operations") {
+  std::mt19937 rng(42);
+  InodeTable t({});
+  std::map<uint64_t, uint64_t> model;  // ino -> expected nlookup
+  std::vector<std::string> names;
+  for (int i = 0; i < 50; ++i) names.push_back("f" + std::to_string(i));
+  auto relist = [&] {
+    std::vector<ListedEntry> es;
+    for (auto& n : names) {
+      if (rng() % 3) es.push_back(file(n, rng() % 100, static_cast<uint8_t>(rng())));
+    }
+    t.apply_listing(kRootIno, std::move(es));
+  };
+  relist();
+  for (int step = 0; step < 5000; ++step) {
+    int op = rng() % 10;
+    if (op == 0) {
+      relist();
+    } else if (op < 6) {
+      auto r = t.lookup(kRootIno, names[rng() % names.size()]);
+      if (r.state == InodeTable::ChildState::found) {
+        t.add_lookup(r.info.attr.ino);
+        model[r.info.attr.ino]++;
+      }
+    } else if (!model.empty()) {
+      auto it = model.begin();
+      std::advance(it, rng() % model.size());
+      uint64_t n = 1 + rng() % it->second;
+      t.forget(it->first, n);
+      it->second -= n;
+      if (it->second == 0) model.erase(it);
+    }
+    // Every inode the kernel still references must be resolvable.
+    for (auto& [ino, n] : model) REQUIRE(t.get(ino));
+  }
+}
+
+TEST_CASE("concurrent lookups and relistings from real threads") {
+  InodeTable t({});
+  std::vector<ListedEntry> es;
+  for (int i = 0; i < 200; ++i) es.push_back(file("n" + std::to_string(i), i));
+  t.apply_listing(kRootIno, es);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> found{0};
+  std::vector<std::thread> th;
+  for (int k = 0; k < 4; ++k) {
+    th.emplace_back([&, k] {
+      uint64_t local = 0;
+      for (int i = 0; !stop; ++i) {
+        auto r = t.lookup(kRootIno, "n" + std::to_string((i * 7 + k) % 200));
+        if (r.state == InodeTable::ChildState::found) {
+          REQUIRE(r.info.attr.size == static_cast<uint64_t>(std::stoi(r.info.name.substr(1))));
+          ++local;
+        }
+        auto snap = t.snapshot(kRootIno);
+        REQUIRE(snap);
+      }
+      found += local;
+    });
+  }
+  for (int round = 0; round < 200; ++round) t.apply_listing(kRootIno, es);
+  stop = true;
+  for (auto& x : th) x.join();
+  CHECK(found > 0);
+}
