@@ -126,6 +126,13 @@ inline Error make_error(Errc c, std::string msg) { return Error(c, std::move(msg
     if (!hf_try_r_.ok()) return std::move(hf_try_r_).error(); \
   } while (0)
 
+// The same inside a coroutine (co_return).
+#define HF_CO_TRY(expr)                                   \
+  do {                                                    \
+    auto&& hf_try_r_ = (expr);                            \
+    if (!hf_try_r_.ok()) co_return std::move(hf_try_r_).error(); \
+  } while (0)
+
 // Assign the value of a Result to `lhs`, or return its error.
 #define HF_CONCAT_INNER_(a, b) a##b
 #define HF_CONCAT_(a, b) HF_CONCAT_INNER_(a, b)

@@ -137,6 +137,14 @@ std::shared_ptr<FileReader::Segment> FileReader::segment_for(uint64_t pos, uint6
   }
   uint64_t end = std::min(size_, std::max(want_end, pos + 1));
   if (it != inflight_.end() && it->second->start < end) end = it->second->start;  // don't overlap
+  // Don't refetch what is already cached after the gap: stop at the first known, cached chunk.
+  auto c = chunks_.upper_bound(pos);
+  for (; c != chunks_.end() && c->first < end; ++c) {
+    if (cache_.contains(xorbs_[c->second.xorb], c->second.index)) {
+      end = std::max(c->first, pos + 1);
+      break;
+    }
+  }
   return start_segment_locked(pos, end);
 }
 
@@ -194,10 +202,11 @@ void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
       s->window = s->window ? std::min(s->window * 2, cfg_.max_window) : cfg_.initial_window;
       uint64_t target = std::min(size_, end + s->window);
       if (s->prefetched_to < end) s->prefetched_to = end;
-      if (target > s->prefetched_to) {
+      // Extend in whole segments, so a stream of small reads does not issue a small fetch each.
+      if (target > s->prefetched_to && (target - s->prefetched_to >= cfg_.segment || target == size_)) {
         pf_from = s->prefetched_to;
-        pf_to = target;
-        s->prefetched_to = target;
+        pf_to = std::min(size_, pf_from + (target - pf_from + cfg_.segment - 1) / cfg_.segment * cfg_.segment);
+        s->prefetched_to = pf_to;
       }
     } else {
       s->window = 0;
@@ -245,8 +254,12 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
   auto self = shared_from_this();
   Status st;
   for (int attempt = 1;; ++attempt) {
-    st = content_.source == Content::Source::xet ? co_await fetch_xet(seg->start, seg->end)
-                                                 : co_await fetch_http(seg->start, seg->end);
+    // (g++ 12 miscompiles co_await inside a conditional expression: keep these statements.)
+    if (content_.source == Content::Source::xet) {
+      st = co_await fetch_xet(seg->start, seg->end);
+    } else {
+      st = co_await fetch_http(seg->start, seg->end);
+    }
     if (st.ok() || life_->cancelled() || attempt >= cfg_.max_attempts || !retryable(st.code())) break;
     stats_.segment_retries.fetch_add(1, std::memory_order_relaxed);
     HF_LOG_INFO("read", "retrying {} bytes {}-{} after: {}", path_.empty() ? "file" : path_, seg->start, seg->end,

@@ -1,0 +1,282 @@
+// An in-memory fs::Remote for unit tests of the filesystem core, with fault injection.
+//
+// Xet files are chunked with the real chunker and spread over fake xorbs of a few chunks each,
+// so reads cross term and xorb boundaries. reconstruct() trims terms like XC's emulator (§6 of
+// the Xet spec); fetch_chunks() serves decoded chunks for the chunk range it is asked for.
+#pragma once
+
+#include <utility>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "base/sha256.h"
+#include "fs/remote.h"
+#include "net/xet/chunker.h"
+#include "net/xet/hash.h"
+
+namespace hf::fs::testing {
+
+class FakeRemote : public Remote {
+ public:
+  struct Chunk {
+    uint64_t offset;
+    uint32_t len;
+    xet::Hash xorb;
+    uint32_t index;
+  };
+  struct XetFile {
+    std::vector<uint8_t> data;
+    std::vector<Chunk> chunks;
+  };
+
+  // Knobs (atomic so tests may flip them while reads run on io threads).
+  std::atomic<int> fail_reconstruct{0};  // next N reconstruct() calls fail (server_error)
+  std::atomic<int> fail_fetch{0};        // next N fetch_chunks() calls fail (network)
+  std::atomic<int> expire_fetch{0};      // next N fetch_chunks() calls answer 403 (forbidden)
+  std::atomic<int> truncate_fetch{0};    // next N fetch_chunks() calls stop after one chunk
+  std::atomic<int> delay_ms{0};          // added before every answer
+  std::atomic<int> fail_list{0};
+  // Counters.
+  std::atomic<uint64_t> reconstruct_calls{0}, fetch_calls{0}, fetched_bytes{0}, list_calls{0}, download_calls{0};
+
+  std::string revision() const override { return rev_; }
+  void set_revision(std::string r) { rev_ = std::move(r); }
+
+  void add_dir(const std::string& path) {
+    std::lock_guard lk(mu_);
+    dirs_[path];
+    link_parents(path, true);
+  }
+
+  xet::Hash add_xet_file(const std::string& path, std::vector<uint8_t> data, size_t chunks_per_xorb = 4) {
+    XetFile f;
+    std::vector<uint64_t> ends;
+    xet::Chunker ch;
+    ch.feed(data, ends);
+    ch.finish(ends);
+    std::vector<xet::HashSize> leaves;
+    uint64_t start = 0;
+    size_t i = 0;
+    std::vector<xet::HashSize> xorb_leaves;
+    std::vector<size_t> pending;
+    auto close_xorb = [&] {
+      xet::Hash xh = xet::xorb_hash(xorb_leaves);
+      for (size_t k = 0; k < pending.size(); ++k) {
+        f.chunks[pending[k]].xorb = xh;
+        f.chunks[pending[k]].index = static_cast<uint32_t>(k);
+      }
+      xorb_leaves.clear();
+      pending.clear();
+    };
+    for (uint64_t e : ends) {
+      std::span<const uint8_t> c(data.data() + start, e - start);
+      xet::HashSize hs{xet::chunk_hash(c), e - start};
+      leaves.push_back(hs);
+      xorb_leaves.push_back(hs);
+      f.chunks.push_back(Chunk{start, static_cast<uint32_t>(e - start), {}, 0});
+      pending.push_back(i++);
+      if (pending.size() == chunks_per_xorb) close_xorb();
+      start = e;
+    }
+    if (!pending.empty()) close_xorb();
+    xet::Hash fh = xet::file_hash(leaves);
+    f.data = std::move(data);
+    uint64_t size = f.data.size();
+    std::lock_guard lk(mu_);
+    // A xorb's content is defined by its hash: identical chunk groups share one xorb.
+    std::map<std::string, std::vector<std::vector<uint8_t>>> fresh;
+    for (auto& c : f.chunks) {
+      std::string hx = c.xorb.hex();
+      if (xorbs_.count(hx)) continue;
+      auto& v = fresh[hx];
+      if (v.size() == c.index) v.emplace_back(f.data.begin() + c.offset, f.data.begin() + c.offset + c.len);
+    }
+    for (auto& [hx, v] : fresh) xorbs_.emplace(hx, std::move(v));
+    files_[fh.hex()] = std::move(f);
+    RemoteEntry e;
+    e.name = basename(path);
+    e.size = size;
+    e.xet_hash = fh.hex();
+    e.oid = "0000000000000000000000000000000000000001";
+    dirs_[dirname(path)].push_back(e);
+    link_parents(dirname(path), true);
+    return fh;
+  }
+
+  void add_http_file(const std::string& path, std::vector<uint8_t> data) {
+    std::lock_guard lk(mu_);
+    RemoteEntry e;
+    e.name = basename(path);
+    e.size = data.size();
+    e.oid = sha256_hex(data.data(), data.size()).substr(0, 40);
+    dirs_[dirname(path)].push_back(e);
+    link_parents(dirname(path), true);
+    http_[path] = std::move(data);
+  }
+
+  // Replaces the listing of a directory with raw entries (hostile-server tests).
+  void set_dir_entries(const std::string& dir, std::vector<RemoteEntry> es) {
+    std::lock_guard lk(mu_);
+    dirs_[dir] = std::move(es);
+  }
+
+  Task<Result<std::vector<RemoteEntry>>> list_dir(std::string, std::string dir, CancelPtr) override {
+    list_calls++;
+    co_await delay();
+    if (take(fail_list)) co_return Error(Errc::server_error, "injected listing failure");
+    std::lock_guard lk(mu_);
+    auto it = dirs_.find(dir);
+    if (it == dirs_.end()) co_return Error(Errc::entry_not_found, "no such directory");
+    co_return it->second;
+  }
+
+  Task<Result<xet::Reconstruction>> reconstruct(xet::Hash file, uint64_t start, uint64_t end_incl, CancelPtr) override {
+    reconstruct_calls++;
+    co_await delay();
+    if (take(fail_reconstruct)) co_return Error(Errc::server_error, "injected reconstruction failure");
+    std::lock_guard lk(mu_);
+    auto it = files_.find(file.hex());
+    if (it == files_.end()) co_return Error(Errc::entry_not_found, "unknown file");
+    const XetFile& f = it->second;
+    uint64_t size = f.data.size();
+    if (start >= size) co_return Error(Errc::out_of_range, "416");
+    uint64_t end = std::min(size, end_incl + 1);
+    xet::Reconstruction r;
+    bool first = true;
+    for (const Chunk& c : f.chunks) {
+      if (c.offset + c.len <= start || c.offset >= end) continue;
+      if (first) {
+        r.offset_into_first_range = start - c.offset;
+        first = false;
+      }
+      if (!r.terms.empty() && r.terms.back().xorb == c.xorb && r.terms.back().range.end == c.index) {
+        r.terms.back().range.end++;
+        r.terms.back().unpacked_length += c.len;
+      } else {
+        r.terms.push_back(xet::Term{c.xorb, c.len, {c.index, c.index + 1}});
+      }
+    }
+    for (auto& t : r.terms) {
+      xet::XorbFetch xf;
+      xf.url = "fake://" + t.xorb.hex();
+      xf.ranges.push_back(xet::FetchRange{t.range, {t.range.start * 1000ull, t.range.end * 1000ull - 1}});
+      bool merged = false;
+      for (auto& [h, v] : r.fetches) {
+        if (h == t.xorb) {
+          v.push_back(xf);
+          merged = true;
+        }
+      }
+      if (!merged) r.fetches.push_back({t.xorb, {xf}});
+    }
+    r.sort_fetches();
+    co_return r;
+  }
+
+  Task<Status> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) override {
+    fetch_calls++;
+    co_await delay();
+    if (cancel && cancel->cancelled()) co_return Error(Errc::cancelled, "cancelled");
+    if (take(fail_fetch)) co_return Error(Errc::network, "injected connection reset");
+    if (take(expire_fetch)) co_return Error(Errc::forbidden, "presigned URL expired");
+    bool truncate = take(truncate_fetch);
+    std::vector<std::vector<uint8_t>> chunks;
+    {
+      std::lock_guard lk(mu_);
+      auto it = xorbs_.find(url.substr(7));
+      if (it == xorbs_.end()) co_return Error(Errc::entry_not_found, "unknown xorb");
+      if (range.chunks.end > it->second.size()) co_return Error(Errc::protocol, "range beyond xorb");
+      for (uint32_t i = range.chunks.start; i < range.chunks.end; ++i) chunks.push_back(it->second[i]);
+    }
+    uint32_t idx = range.chunks.start;
+    for (auto& c : chunks) {
+      fetched_bytes += c.size();
+      HF_CO_TRY(sink(idx++, c));
+      if (truncate) co_return Error(Errc::protocol, "body ended inside a chunk record");
+    }
+    co_return Status{};
+  }
+
+  Task<Status> download(std::string, std::string path, uint64_t offset, uint64_t length, ByteSink sink,
+                        CancelPtr) override {
+    download_calls++;
+    co_await delay();
+    if (take(fail_fetch)) co_return Error(Errc::network, "injected connection reset");
+    std::vector<uint8_t> part;
+    {
+      std::lock_guard lk(mu_);
+      auto it = http_.find(path);
+      if (it == http_.end()) co_return Error(Errc::entry_not_found, "no such file");
+      if (offset > it->second.size()) co_return Error(Errc::out_of_range, "416");
+      uint64_t n = std::min<uint64_t>(length, it->second.size() - offset);
+      part.assign(it->second.begin() + offset, it->second.begin() + offset + n);
+    }
+    fetched_bytes += part.size();
+    // Deliver in uneven pieces like a socket would.
+    size_t pos = 0, piece = 1000;
+    while (pos < part.size()) {
+      size_t n = std::min(piece, part.size() - pos);
+      HF_CO_TRY(sink(std::span<const uint8_t>(part.data() + pos, n)));
+      pos += n;
+      piece = piece * 3 % 70001 + 1;
+    }
+    co_return Status{};
+  }
+
+ private:
+  static std::string basename(const std::string& p) {
+    auto s = p.rfind('/');
+    return s == std::string::npos ? p : p.substr(s + 1);
+  }
+  static std::string dirname(const std::string& p) {
+    auto s = p.rfind('/');
+    return s == std::string::npos ? std::string() : p.substr(0, s);
+  }
+  void link_parents(const std::string& dir, bool) {
+    if (dir.empty()) {
+      dirs_[""];
+      return;
+    }
+    std::string parent = dirname(dir), name = basename(dir);
+    auto& entries = dirs_[parent];
+    bool present = false;
+    for (auto& e : entries) present |= (e.name == name && e.is_dir);
+    if (!present) {
+      RemoteEntry e;
+      e.name = name;
+      e.is_dir = true;
+      entries.push_back(e);
+    }
+    dirs_[dir];
+    link_parents(parent, true);
+  }
+  static bool take(std::atomic<int>& n) {
+    int v = n.load();
+    while (v > 0) {
+      if (n.compare_exchange_weak(v, v - 1)) return true;
+    }
+    return false;
+  }
+  Task<void> delay() {
+    int ms = delay_ms.load();
+    if (ms <= 0) co_return;
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, std::chrono::milliseconds(ms));
+    boost::system::error_code ec;
+    co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  }
+
+  std::mutex mu_;
+  std::string rev_ = "1111111111111111111111111111111111111111";
+  std::map<std::string, std::vector<RemoteEntry>> dirs_;
+  std::map<std::string, XetFile> files_;
+  std::map<std::string, std::vector<std::vector<uint8_t>>> xorbs_;
+  std::map<std::string, std::vector<uint8_t>> http_;
+};
+
+}  // namespace hf::fs::testing
