@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "base/log.h"
+#include "fs/meta_store.h"
 
 namespace hf::fs {
 
@@ -41,7 +42,8 @@ Task<void> sleep_ms(int ms) {
 }  // namespace
 
 FileReader::FileReader(net::any_io_executor ex, Remote& remote, ChunkCache& cache, const ReaderConfig& cfg,
-                       ReaderStats& stats, Content content, uint64_t size, std::string rev, std::string path)
+                       ReaderStats& stats, Content content, uint64_t size, std::string rev, std::string path,
+                       MetaStore* meta)
     : ex_(std::move(ex)),
       remote_(remote),
       cache_(cache),
@@ -50,7 +52,8 @@ FileReader::FileReader(net::any_io_executor ex, Remote& remote, ChunkCache& cach
       content_(std::move(content)),
       size_(size),
       rev_(std::move(rev)),
-      path_(std::move(path)) {
+      path_(std::move(path)),
+      meta_(meta) {
   if (content_.source == Content::Source::http) {
     // Fixed-size blocks keyed by the content id: the layout is known up front.
     uint32_t slot = xorb_slot_locked(content_.id);
@@ -64,6 +67,21 @@ FileReader::FileReader(net::any_io_executor ex, Remote& remote, ChunkCache& cach
 
 FileReader::~FileReader() { life_->cancel(); }
 
+void FileReader::load_persisted() {
+  if (!meta_ || content_.source != Content::Source::xet) return;
+  std::call_once(persisted_once_, [this] {
+    auto entries = meta_->get_chunks(content_.id);
+    std::lock_guard lk(mu_);
+    uint64_t prev_end = 0;
+    for (auto& e : entries) {
+      if (e.offset < prev_end || e.offset >= size_) continue;  // overlapping or bogus: ignore
+      uint32_t slot = xorb_slot_locked(e.xorb);
+      chunks_.emplace(e.offset, ChunkLoc{e.len, slot, e.index});
+      prev_end = e.offset + e.len;
+    }
+  });
+}
+
 uint32_t FileReader::xorb_slot_locked(const Key32& key) {
   auto it = xorb_slots_.find(key);
   if (it != xorb_slots_.end()) return it->second;
@@ -74,6 +92,7 @@ uint32_t FileReader::xorb_slot_locked(const Key32& key) {
 }
 
 uint64_t FileReader::assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only) {
+  load_persisted();
   struct Want {
     uint64_t file_off;
     ChunkLoc loc;
@@ -223,6 +242,7 @@ Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState*
   ReadData out;
   if (off >= size_ || len == 0) co_return out;
   uint64_t end = std::min(size_, off + len);
+  load_persisted();
   update_stream(stream, off, end);
 
   uint64_t last_missing = UINT64_MAX;
@@ -281,19 +301,29 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
 
 void FileReader::learn_chunks(const Key32& xorb, uint32_t first_index, uint64_t file_offset,
                               const std::vector<ChunkBytes>& chunks) {
-  std::lock_guard lk(mu_);
-  uint32_t slot = xorb_slot_locked(xorb);
-  uint64_t off = file_offset;
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    uint32_t len = static_cast<uint32_t>(chunks[i]->size());
-    if (off < size_ && len > 0) {
-      auto [it, inserted] = chunks_.emplace(off, ChunkLoc{len, slot, first_index + static_cast<uint32_t>(i)});
-      if (!inserted && (it->second.len != len)) {
-        HF_LOG_WARN("read", "inconsistent chunk layout at offset {} of {}: {} vs {} bytes", off, path_, it->second.len,
-                    len);
+  std::vector<ChunkMapEntry> fresh;
+  {
+    std::lock_guard lk(mu_);
+    uint32_t slot = xorb_slot_locked(xorb);
+    uint64_t off = file_offset;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      uint32_t len = static_cast<uint32_t>(chunks[i]->size());
+      uint32_t index = first_index + static_cast<uint32_t>(i);
+      if (off < size_ && len > 0) {
+        auto [it, inserted] = chunks_.emplace(off, ChunkLoc{len, slot, index});
+        if (inserted) {
+          fresh.push_back(ChunkMapEntry{off, xorb, index, len});
+        } else if (it->second.len != len) {
+          HF_LOG_WARN("read", "inconsistent chunk layout at offset {} of {}: {} vs {} bytes", off, path_,
+                      it->second.len, len);
+        }
       }
+      off += len;
     }
-    off += len;
+  }
+  if (meta_ && !fresh.empty()) {
+    Status st = meta_->put_chunks(content_.id, fresh);
+    if (!st.ok()) HF_LOG_DEBUG("read", "cannot persist chunk layout: {}", st.error().describe());
   }
 }
 
@@ -435,6 +465,7 @@ Task<Status> FileReader::fetch_http(uint64_t start, uint64_t end) {
 }
 
 uint64_t FileReader::cached_bytes() {
+  load_persisted();
   std::vector<std::pair<ChunkLoc, Key32>> all;
   {
     std::lock_guard lk(mu_);

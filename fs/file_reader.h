@@ -42,6 +42,10 @@
 #include "fs/remote.h"
 
 namespace hf::fs {
+class MetaStore;
+}
+
+namespace hf::fs {
 
 struct ReaderConfig {
   uint64_t first_segment = 1ull << 20;      // first fetch of a cold stream: small, for latency
@@ -83,8 +87,10 @@ struct ReaderStats {
 class FileReader : public std::enable_shared_from_this<FileReader> {
  public:
   // `rev`/`path` identify the content for HTTP downloads; unused for Xet.
+  // `meta` (may be null) persists the learned chunk layout of Xet content across mounts.
   FileReader(boost::asio::any_io_executor ex, Remote& remote, ChunkCache& cache, const ReaderConfig& cfg,
-             ReaderStats& stats, Content content, uint64_t size, std::string rev, std::string path);
+             ReaderStats& stats, Content content, uint64_t size, std::string rev, std::string path,
+             MetaStore* meta = nullptr);
   ~FileReader();
 
   uint64_t size() const { return size_; }
@@ -128,6 +134,7 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   void learn_chunks(const Key32& xorb, uint32_t first_index, uint64_t file_offset,
                     const std::vector<ChunkBytes>& chunks);
   void update_stream(StreamState* s, uint64_t off, uint64_t end);
+  void load_persisted();  // once, before the first lookup of the layout
 
   boost::asio::any_io_executor ex_;
   Remote& remote_;
@@ -137,6 +144,8 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   const Content content_;
   const uint64_t size_;
   const std::string rev_, path_;
+  MetaStore* meta_;
+  std::once_flag persisted_once_;
   CancelPtr life_ = make_cancel();  // cancelled when the reader dies: aborts its fetches
 
   std::mutex mu_;

@@ -29,8 +29,8 @@ Key32 content_key(std::string_view kind, std::string_view id) {
 
 }  // namespace
 
-Vfs::Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, net::any_io_executor ex)
-    : cfg_(std::move(cfg)), remote_(remote), cache_(cache), ex_(std::move(ex)), table_(cfg_.table) {
+Vfs::Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, net::any_io_executor ex, MetaStore* meta)
+    : cfg_(std::move(cfg)), remote_(remote), cache_(cache), ex_(std::move(ex)), meta_(meta), table_(cfg_.table) {
   revs_.push_back(remote_.revision());
 }
 
@@ -192,15 +192,36 @@ Task<void> Vfs::load_dir(uint64_t dir, SharedResultPtr<Status> flight) {
   if (!path) {
     result = Error(Errc::not_found, "directory no longer exists");
   } else {
-    std::string rev = revision();
-    auto r = co_await remote_.list_dir(rev, *path, life_);
-    if (!r.ok()) {
-      result = std::move(r).error();
-      HF_LOG_WARN("listing", "listing '{}' failed: {}", path->empty() ? "/" : *path, result.error().describe());
+    std::string rev;
+    uint32_t rev_index;
+    {
+      std::lock_guard lk(mu_);
+      rev = revs_.back();
+      rev_index = static_cast<uint32_t>(revs_.size() - 1);
+    }
+    // A listing of this commit stored by an earlier mount is as good as the Hub's: commits are
+    // immutable.
+    std::optional<std::vector<ListedEntry>> stored;
+    if (meta_) stored = meta_->get_listing(rev, *path);
+    if (stored) {
+      for (auto& e : *stored) e.content.rev = rev_index;
+      stats_.listings_from_store.fetch_add(1, std::memory_order_relaxed);
+      table_.apply_listing(dir, std::move(*stored));
     } else {
-      stats_.listings.fetch_add(1, std::memory_order_relaxed);
-      stats_.listing_entries.fetch_add(r->size(), std::memory_order_relaxed);
-      table_.apply_listing(dir, convert_listing(std::move(*r), *path));
+      auto r = co_await remote_.list_dir(rev, *path, life_);
+      if (!r.ok()) {
+        result = std::move(r).error();
+        HF_LOG_WARN("listing", "listing '{}' failed: {}", path->empty() ? "/" : *path, result.error().describe());
+      } else {
+        stats_.listings.fetch_add(1, std::memory_order_relaxed);
+        stats_.listing_entries.fetch_add(r->size(), std::memory_order_relaxed);
+        std::vector<ListedEntry> entries = convert_listing(std::move(*r), *path);
+        if (meta_) {
+          Status ps = meta_->put_listing(rev, *path, entries);
+          if (!ps.ok()) HF_LOG_DEBUG("listing", "cannot persist listing: {}", ps.error().describe());
+        }
+        table_.apply_listing(dir, std::move(entries));
+      }
     }
   }
   {
@@ -260,7 +281,7 @@ std::shared_ptr<FileReader> Vfs::reader_locked(const NodeInfo& n) {
   std::string rev = n.content.rev < revs_.size() ? revs_[n.content.rev] : revs_.back();
   std::string path = table_.path(n.attr.ino).value_or(n.name);
   auto r = std::make_shared<FileReader>(ex_, remote_, cache_, cfg_.reader, stats_.reader, n.content, n.attr.size,
-                                        std::move(rev), std::move(path));
+                                        std::move(rev), std::move(path), meta_);
   readers_[key] = r;
   // Drop dead weak entries occasionally so the map stays small.
   if (readers_.size() > 4 * cfg_.reader_cache + 64) {

@@ -32,6 +32,7 @@
 #include "fs/chunk_cache.h"
 #include "fs/file_reader.h"
 #include "fs/inode_table.h"
+#include "fs/meta_store.h"
 #include "fs/remote.h"
 
 namespace hf::fs {
@@ -69,13 +70,15 @@ struct StatfsOut {
 
 struct VfsStats {
   std::atomic<uint64_t> lookups{0}, lookups_remote{0}, listings{0}, listing_entries{0}, skipped_names{0};
+  std::atomic<uint64_t> listings_from_store{0};
   std::atomic<uint64_t> reads{0}, reads_fast{0}, read_bytes{0}, read_errors{0};
   ReaderStats reader;
 };
 
 class Vfs {
  public:
-  Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, boost::asio::any_io_executor ex);
+  // `meta` (may be null) persists listings and chunk layouts across mounts.
+  Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, boost::asio::any_io_executor ex, MetaStore* meta = nullptr);
   ~Vfs();
 
   const VfsConfig& config() const { return cfg_; }
@@ -137,6 +140,7 @@ class Vfs {
   Remote& remote_;
   ChunkCache& cache_;
   boost::asio::any_io_executor ex_;
+  MetaStore* meta_;
   InodeTable table_;
   VfsStats stats_;
   CancelPtr life_ = make_cancel();
