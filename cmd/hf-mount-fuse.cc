@@ -1,0 +1,163 @@
+// hf-mount-fuse (and mount.fuse.hfmount, the same binary): mount a Hub repository or bucket.
+//
+// Without -f the process forks *before* any thread exists; the child builds the mount and
+// reports success or the precise failure through a pipe, and the parent exits only then, with
+// the child's exit code and one clear line: mount(8), systemd and scripts can rely on "exit 0
+// means the mount is usable".
+#include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "cmd/exit_codes.h"
+#include "fs/mount.h"
+#include "fs/mount_config.h"
+
+using namespace hf;
+using hf::cmd::ExitCode;
+
+namespace {
+
+int fail(ExitCode code, const std::string& msg) {
+  std::fprintf(stderr, "hf-mount-fuse: %s\n", msg.c_str());
+  return static_cast<int>(code);
+}
+
+// Child -> parent readiness message: one byte exit code, then the error line.
+void report(int fd, ExitCode code, const std::string& msg) {
+  if (fd < 0) return;
+  std::string m(1, static_cast<char>(static_cast<int>(code)));
+  m += msg;
+  ssize_t w = ::write(fd, m.data(), m.size());
+  (void)w;
+  ::close(fd);
+}
+
+// Parent side: wait for the child's report (or its death) and mirror it.
+int wait_for_child(pid_t child, int fd) {
+  std::string buf;
+  char tmp[512];
+  for (;;) {
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n > 0) {
+      buf.append(tmp, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  ::close(fd);
+  if (buf.empty()) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return fail(ExitCode::failure, "the mount process exited before reporting (see the system log)");
+  }
+  int code = static_cast<unsigned char>(buf[0]);
+  if (code != 0) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    std::fprintf(stderr, "hf-mount-fuse: %s\n", buf.substr(1).c_str());
+  }
+  return code;
+}
+
+void detach_stdio() {
+  int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  ::dup2(fd, 0);
+  ::dup2(fd, 1);
+  ::dup2(fd, 2);
+  if (fd > 2) ::close(fd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string prog = basename(argv[0]);
+  bool helper = prog == "mount.fuse.hfmount";
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (auto& a : args) {
+    if (a == "-h" || a == "--help") {
+      std::fputs(fs::mount_usage(prog).c_str(), stdout);
+      return 0;
+    }
+    if (a == "-V" || a == "--version") {
+      std::printf("hf-mount-fuse %s\n", HF_VERSION);
+      return 0;
+    }
+  }
+  auto parsed = fs::parse_mount_args(args, helper);
+  if (!parsed.ok()) return fail(ExitCode::usage, parsed.error().message + " (try --help)");
+  fs::MountConfig cfg = std::move(*parsed);
+  // A token given as an option is visible in /proc/<pid>/cmdline: overwrite it there.
+  for (int i = 1; i < argc; ++i) {
+    if (char* p = std::strstr(argv[i], "hf_token=")) {
+      for (p += 9; *p && *p != ','; ++p) *p = 'x';
+    }
+  }
+  if (auto l = log::parse_level(cfg.log_level); l.ok()) log::set_level(*l);
+  if (cfg.verbose && log::level() < log::Level::info) log::set_level(log::Level::info);
+
+  // Mount point: resolve now (a daemon chdirs to /) and check it before any network traffic.
+  char real[PATH_MAX];
+  if (!::realpath(cfg.mountpoint.c_str(), real)) {
+    return fail(ExitCode::mountpoint, "mount point " + cfg.mountpoint + ": " + std::strerror(errno));
+  }
+  cfg.mountpoint = real;
+  struct stat st {};
+  if (::stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return fail(ExitCode::mountpoint, "mount point " + cfg.mountpoint + " is not a directory");
+  }
+  if (cfg.dry_run) {
+    if (cfg.verbose) std::printf("hf-mount-fuse: would mount %s on %s\n", cfg.source.canonical().c_str(), real);
+    return 0;
+  }
+
+  int report_fd = -1;
+  if (!cfg.foreground) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return fail(ExitCode::failure, std::string("pipe: ") + std::strerror(errno));
+    pid_t pid = ::fork();
+    if (pid < 0) return fail(ExitCode::failure, std::string("fork: ") + std::strerror(errno));
+    if (pid > 0) {
+      ::close(p[1]);
+      return wait_for_child(pid, p[0]);
+    }
+    ::close(p[0]);
+    report_fd = p[1];
+    ::setsid();
+    if (::chdir("/") != 0) { /* harmless */ }
+  }
+
+  auto m = fs::Mount::create(cfg);
+  if (!m.ok()) {
+    ExitCode code = cmd::exit_code_for(m.code());
+    if (report_fd < 0) return fail(code, m.error().message);
+    report(report_fd, code, m.error().message);
+    return static_cast<int>(code);
+  }
+  Status st_mount = (*m)->mount_kernel();
+  if (!st_mount.ok()) {
+    ExitCode code = st_mount.code() == Errc::invalid_argument ? ExitCode::usage : ExitCode::mountpoint;
+    if (report_fd < 0) return fail(code, st_mount.error().message);
+    report(report_fd, code, st_mount.error().message);
+    return static_cast<int>(code);
+  }
+  if (report_fd >= 0) {
+    log::use_syslog("hf-mount-fuse");
+    report(report_fd, ExitCode::ok, "");
+    detach_stdio();
+  }
+  int r = (*m)->serve();
+  HF_LOG_INFO("mount", "unmounted {}", cfg.mountpoint);
+  return r == 0 ? 0 : static_cast<int>(ExitCode::failure);
+}

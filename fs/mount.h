@@ -1,0 +1,105 @@
+// The composition root of one mount: builds every component in dependency order, owns them,
+// and tears them down in reverse order.
+//
+//   io threads -> HTTP client -> Hub client (token provider) -> revision resolution ->
+//   CAS client (CAS token source) -> chunk cache (memory + disk) -> Remote -> Vfs ->
+//   FUSE session (mounted) -> serve loop
+//
+// Teardown: FUSE session (unmount) -> io threads stopped and joined -> Vfs -> Remote -> cache
+// -> CAS -> Hub -> HTTP -> io context. Boot failures come back as Errors whose Errc selects
+// the process exit code (cmd/exit_codes.h).
+//
+// Threads: create() starts the io threads, so a process that daemonizes must fork before it.
+#pragma once
+
+#include <utility>  // before asio
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "fs/mount_config.h"
+
+namespace hf::http {
+class Client;
+}
+namespace hf::hub {
+class HubClient;
+struct TokenProvider;
+}
+namespace hf::xet {
+class CasClient;
+class TokenSource;
+}
+
+namespace hf::fs {
+
+class ChunkCache;
+class HubRemote;
+class Vfs;
+namespace fuse {
+struct FuseContext;
+class Session;
+}  // namespace fuse
+
+// What a running mount reports about itself (status, logs).
+struct MountInfo {
+  std::string source;       // canonical hf:// source
+  std::string repo_id;      // canonical repo id (after alias resolution)
+  std::string revision;     // as requested
+  std::string commit;       // resolved commit sha
+  bool pinned = false;
+  std::string endpoint;
+  std::string cache_dir;
+};
+
+class Mount {
+ public:
+  static Result<std::unique_ptr<Mount>> create(const MountConfig& cfg);
+  ~Mount();
+  Mount(const Mount&) = delete;
+  Mount& operator=(const Mount&) = delete;
+
+  // Mounts the kernel side: afterwards the mount point shows the filesystem (requests are
+  // served once serve() runs).
+  Status mount_kernel();
+  // Serves requests until unmount or SIGINT/SIGTERM/SIGHUP. Returns 0 on a clean exit.
+  int serve();
+
+  const MountInfo& info() const { return info_; }
+  Vfs& vfs() { return *vfs_; }
+
+ private:
+  Mount() = default;
+  Status boot(const MountConfig& cfg);
+
+  MountConfig cfg_;
+  MountInfo info_;
+  std::unique_ptr<boost::asio::io_context> io_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  std::unique_ptr<http::Client> http_;
+  std::shared_ptr<hub::TokenProvider> tokens_;
+  std::unique_ptr<hub::HubClient> hub_;
+  std::shared_ptr<xet::TokenSource> cas_tokens_;
+  std::unique_ptr<xet::CasClient> cas_;
+  std::unique_ptr<ChunkCache> cache_;
+  std::unique_ptr<HubRemote> remote_;
+  std::unique_ptr<Vfs> vfs_;
+  std::unique_ptr<fuse::FuseContext> fctx_;
+  std::unique_ptr<fuse::Session> session_;
+};
+
+// Default cache directory: cache_dir= if given; root: /var/cache/hf-mount; otherwise
+// ${XDG_CACHE_HOME:-<home>/.cache}/hf-mount with <home> from getpwuid() when $HOME is unset
+// (mount helpers run with an empty environment).
+std::string default_cache_dir();
+// Creates `dir` (and parents) with mode 0700 and refuses directories owned by another user or
+// writable by group/other.
+Status prepare_private_dir(const std::string& dir);
+
+}  // namespace hf::fs
