@@ -1,0 +1,74 @@
+// Response bodies of the hub simulator: immutable byte sources that the network layer writes
+// without copying (stored xorbs, file contents) or generates on demand (synthetic data).
+//
+// Thread-safety: every ByteSource is immutable after construction; read() is const and may be
+// called concurrently from any thread. Sources are shared with shared_ptr, so a response keeps
+// its bytes alive while it is being written even if the store drops them meanwhile.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hf::hubsim {
+
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual uint64_t size() const = 0;
+  // Returns between 1 and `max` bytes starting at `offset` (offset < size(), max > 0). A source
+  // that holds its bytes contiguously returns a view into them (valid while the source lives);
+  // others generate into `scratch` (resized as needed) and return a view of it.
+  virtual std::span<const uint8_t> read(uint64_t offset, size_t max,
+                                        std::vector<uint8_t>& scratch) const = 0;
+  // The whole content when it is stored contiguously, else an empty span.
+  virtual std::span<const uint8_t> contiguous() const { return {}; }
+};
+
+using SourcePtr = std::shared_ptr<const ByteSource>;
+
+// Bytes held in memory (a std::string, so callers can move a request body in without copying).
+class MemorySource final : public ByteSource {
+ public:
+  explicit MemorySource(std::string bytes) : bytes_(std::move(bytes)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  std::span<const uint8_t> read(uint64_t offset, size_t max, std::vector<uint8_t>&) const override {
+    size_t n = std::min<uint64_t>(max, bytes_.size() - offset);
+    return {reinterpret_cast<const uint8_t*>(bytes_.data()) + offset, n};
+  }
+  std::span<const uint8_t> contiguous() const override {
+    return {reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size()};
+  }
+  const std::string& str() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+inline SourcePtr make_memory_source(std::string bytes) {
+  return std::make_shared<const MemorySource>(std::move(bytes));
+}
+
+// A window [offset, offset+length) of a source.
+struct BodyPiece {
+  SourcePtr src;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// Copies [offset, offset+len) of `src` into `out` (appends). For tests and small bodies only.
+inline void append_source(const ByteSource& src, uint64_t offset, uint64_t len, std::string& out) {
+  std::vector<uint8_t> scratch;
+  while (len > 0) {
+    auto v = src.read(offset, static_cast<size_t>(std::min<uint64_t>(len, 1 << 20)), scratch);
+    out.append(reinterpret_cast<const char*>(v.data()), v.size());
+    offset += v.size();
+    len -= v.size();
+  }
+}
+
+}  // namespace hf::hubsim
