@@ -311,8 +311,22 @@ struct DiskChunkStore::Impl {
     int64_t v = static_cast<int64_t>(state_u64(kStateUsedOff).load(std::memory_order_relaxed));
     return v < 0 ? 0 : static_cast<uint64_t>(v);
   }
-  uint64_t reserve(uint64_t n) { return state_u64(kStateUsedOff).fetch_add(n) + n; }
-  void release(uint64_t n) { state_u64(kStateUsedOff).fetch_sub(n); }
+  // Adds n to the shared usage unless that would exceed the bound (a CAS loop, so the counter
+  // itself never goes over max_bytes because of a reservation).
+  bool try_reserve(uint64_t n) {
+    auto a = state_u64(kStateUsedOff);
+    uint64_t cur = a.load();
+    for (;;) {
+      const int64_t used_now = std::max<int64_t>(0, static_cast<int64_t>(cur));
+      if (static_cast<uint64_t>(used_now) + n > opts.max_bytes) return false;
+      if (a.compare_exchange_weak(cur, cur + n)) return true;
+    }
+  }
+  // Only called under the evict flock (evictor unlinks, reconcile). Other paths that remove a
+  // reserved file (failed or duplicate writes, corrupt drops) deliberately leak the
+  // reservation: releasing it concurrently with a scan could make the reconcile subtract it a
+  // second time (an undercount); a leak is an overcount that the next reconcile removes.
+  void release_locked(uint64_t n) { state_u64(kStateUsedOff).fetch_sub(n); }
 
   uint64_t high_watermark() const { return opts.max_bytes / 20 * 19; }
   uint64_t low_watermark() const { return opts.max_bytes / 10 * 9; }
@@ -459,7 +473,7 @@ struct DiskChunkStore::Impl {
     struct stat st {};
     if (::stat(run.path.c_str(), &st) == 0 &&
         (f == nullptr || (st.st_ino == f->ino && st.st_dev == f->dev))) {
-      if (::unlink(run.path.c_str()) == 0) release(round_block(static_cast<uint64_t>(st.st_size)));
+      ::unlink(run.path.c_str());  // its reservation is left to the next reconcile
     }
     corrupt_dropped.fetch_add(1, std::memory_order_relaxed);
     // Warn for the first few; a failing disk must not flood the log.
@@ -693,10 +707,12 @@ struct DiskChunkStore::Impl {
   // ---- scanning and eviction ----
 
   // Walks tmp/ (in-flight writes: their size is reserved) and then v1/, so a run renamed from
-  // tmp to v1 during the walk is counted twice rather than missed. Returns the total charge;
-  // fills `out` with the runs (v1 only). Empty xorb directories are removed on the way.
+  // tmp to v1 during the walk is not missed; a file seen in both places (same inode) is counted
+  // once. Returns the total charge; fills `out` with the runs (v1 only). Empty xorb directories
+  // are removed on the way.
   uint64_t scan(std::vector<Candidate>* out) {
     uint64_t total = 0;
+    std::vector<ino_t> tmp_inodes;
     if (DirPtr td{::opendir(tmp.c_str())}) {
       while (dirent* de = ::readdir(td.get())) {
         if (de->d_name[0] == '.') continue;
@@ -707,11 +723,14 @@ struct DiskChunkStore::Impl {
           struct stat st {};
           if (fe->d_name[0] == '.') continue;
           if (::fstatat(::dirfd(sd.get()), fe->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-              S_ISREG(st.st_mode))
+              S_ISREG(st.st_mode)) {
             total += round_block(static_cast<uint64_t>(st.st_size));
+            tmp_inodes.push_back(st.st_ino);
+          }
         }
       }
     }
+    std::sort(tmp_inodes.begin(), tmp_inodes.end());
     DirPtr top{::opendir(v1.c_str())};
     if (!top) return total;
     while (dirent* xe = ::readdir(top.get())) {
@@ -740,7 +759,7 @@ struct DiskChunkStore::Impl {
           if (::fstatat(::dirfd(kd.get()), fe->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
           if (!S_ISREG(st.st_mode)) continue;
           const uint64_t charge = round_block(static_cast<uint64_t>(st.st_size));
-          total += charge;
+          if (!std::binary_search(tmp_inodes.begin(), tmp_inodes.end(), st.st_ino)) total += charge;
           if (!out) continue;
           Candidate c;
           c.path = kdir + "/" + fe->d_name;
@@ -769,11 +788,15 @@ struct DiskChunkStore::Impl {
     while (rc != 0 && errno == EINTR);
     if (rc != 0) return;  // another process is evicting: its unlinks lower the shared counter
 
-    const uint64_t c0 = state_u64(kStateUsedOff).load();
+    // Reconcile the shared counter with the scan, downwards only. Reservations made while the
+    // scan runs stay in the counter (counter = c0 + delta; corrected = scan + delta). The scan
+    // can only overcount (a file created before a reservation made after c0 is in both), so
+    // lowering is always safe: it releases reservations leaked by crashed writers and runs
+    // deleted behind our back. Raising it could push the counter over the bound.
+    const int64_t c0 = static_cast<int64_t>(state_u64(kStateUsedOff).load());
     std::vector<Candidate> cands;
-    const uint64_t scanned = scan(&cands);
-    // Reconcile: what the scan saw, plus what was reserved/released while it ran.
-    state_u64(kStateUsedOff).fetch_add(scanned - c0);
+    const int64_t scanned = static_cast<int64_t>(scan(&cands));
+    if (scanned < c0) release_locked(static_cast<uint64_t>(c0 - scanned));
     state_u64(kStateReconcileOff).store(static_cast<uint64_t>(now_unix_ns()));
 
     const uint64_t low = low_watermark();
@@ -787,7 +810,7 @@ struct DiskChunkStore::Impl {
         if (::lstat(c.path.c_str(), &st) != 0 || st.st_ino != c.ino || mtime_ns(st) != c.mtime)
           continue;
         if (::unlink(c.path.c_str()) != 0) continue;
-        release(c.charge);
+        release_locked(c.charge);
         runs_evicted.fetch_add(1, std::memory_order_relaxed);
         bytes_evicted.fetch_add(static_cast<uint64_t>(st.st_size), std::memory_order_relaxed);
         if (c.named) forget_range(c.xorb, c.first, c.end);
@@ -954,8 +977,7 @@ struct DiskChunkStore::Impl {
       ::unlink(tmp_path.c_str());
       return errno_error("truncate", tmp_path, err);
     }
-    if (reserve(charge) > opts.max_bytes) {
-      release(charge);
+    if (!try_reserve(charge)) {
       ::close(fd);
       ::unlink(tmp_path.c_str());
       *skipped = true;
@@ -963,8 +985,7 @@ struct DiskChunkStore::Impl {
     }
     auto fail = [&](std::string_view what, const std::string& path, int err) -> Status {
       ::close(fd);
-      ::unlink(tmp_path.c_str());
-      release(charge);
+      ::unlink(tmp_path.c_str());  // the reservation leaks until the next reconcile
       return errno_error(what, path, err);
     };
 
@@ -1000,7 +1021,6 @@ struct DiskChunkStore::Impl {
       int err = errno;
       fd = -1;
       ::unlink(tmp_path.c_str());
-      release(charge);
       return errno_error("close", tmp_path, err);
     }
 
@@ -1013,7 +1033,6 @@ struct DiskChunkStore::Impl {
       if (st.ok()) st = mkdir_0700(dir);
       if (!st.ok()) {
         ::unlink(tmp_path.c_str());
-        release(charge);
         return st;
       }
       rc = ::renameat2(AT_FDCWD, tmp_path.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE);
@@ -1028,7 +1047,6 @@ struct DiskChunkStore::Impl {
     }
     if (rc != 0) {
       ::unlink(tmp_path.c_str());
-      release(charge);
       if (err == EEXIST) {
         // Another process stored the same range first; index its file instead.
         add_written_run(xorb, first, end, dir, nullptr);

@@ -40,17 +40,23 @@
 //
 // Size bound and eviction: usage (file sizes rounded up to 4 KiB) is tracked in a counter
 // shared by all processes through an mmap()ed file. put_run reserves its size in that counter
-// *before* writing and does not write (returns ok, counted in puts_skipped_full) if that would
-// exceed max_bytes, so concurrent fills from all processes stay within the bound (the counter
-// can only overestimate: a crash between reservation and rename leaks a reservation until the
-// next reconcile). When usage passes 95% of the bound the background evictor is woken; it takes
-// a non-blocking flock on evict.lock (another process is evicting -> skip), scans all runs
-// (size, mtime), reconciles the shared counter with the scan, and unlinks the least recently
-// used runs until usage <= 90%. "Last use" is the run's mtime, bumped with futimens() on read
-// at most once per 60 s per run. Eviction only unlinks: a run that a reader has open stays
-// readable through its fd, so in-flight reads never lose data. Open fds of runs that another
-// process unlinked are noticed (st_nlink == 0, checked at most once per second) and closed so
-// their space is released. max_bytes = 0 disables the store (every lookup misses, puts no-op).
+// (compare-and-swap against max_bytes) *before* writing, and does not write (returns ok,
+// counted in puts_skipped_full) if the reservation would exceed max_bytes; so concurrent fills
+// from all processes stay within the bound. When usage passes 95% of the bound the background
+// evictor is woken (it also runs every evict_interval); it takes a non-blocking flock on
+// evict.lock (another process is evicting -> skip), scans all runs (size, mtime), lowers the
+// shared counter to what the scan found (never raises it: the scan can only overcount, so this
+// releases reservations leaked by killed writers without risking an undercount), and unlinks
+// the least recently used runs until usage <= 90%. "Last use" is the run's mtime, bumped with
+// futimens() on read at most once per 60 s per run. Eviction only unlinks: a run that a reader
+// has open stays readable through its fd, so in-flight reads never lose data. Open fds of runs
+// that another process unlinked are noticed (st_nlink == 0, checked at most once per second)
+// and closed so their space is released. max_bytes = 0 disables the store (every lookup
+// misses, puts are no-ops, nothing is created on disk).
+// Accounting invariant: the counter never undercounts what is on disk. Only the flock holder
+// decrements it (its own unlinks, the reconcile); a file removed elsewhere (failed or duplicate
+// write, corrupt drop) leaks its reservation until the next reconcile, which errs on the safe
+// side (earlier eviction), never over the bound.
 //
 // Thread-safety: all members are thread-safe. Lock order: shard mutex and run mutex are never
 // held together with I/O except the run mutex around its one-time header/table load; the fd
