@@ -45,6 +45,7 @@ constexpr int64_t kNlinkCheckNs = 1'000'000'000;    // notice runs unlinked by o
 constexpr int64_t kReconcileNs = 600'000'000'000;   // full rescan at least every 10 min
 constexpr int64_t kStaleTmpNs = 3600'000'000'000;   // orphan tmp entries older than 1 h
 constexpr size_t kFdCacheCapacity = 256;
+constexpr size_t kIoBatchBytes = 256 * 1024;  // checksum while the bytes are still in L2
 constexpr size_t kShards = 16;
 constexpr size_t kMaxXorbsPerShard = 4096;
 constexpr uint64_t kBlock = 4096;
@@ -608,17 +609,17 @@ struct DiskChunkStore::Impl {
     const RunTable& t = *run->table.load(std::memory_order_acquire);
     const RunEntry* ents = t.entries.data() + (from - run->first);
 
-    // One preadv per IOV_MAX chunks straight into the final buffers (no bounce copy).
+    // preadv straight into the final buffers (no bounce copy), in batches of at most
+    // kIoBatchBytes so each batch is still in the CPU cache when it is verified.
     std::vector<std::shared_ptr<std::vector<uint8_t>>> bufs(n);
-    constexpr uint32_t kBatch = IOV_MAX;
-    std::array<iovec, kBatch> iov;
-    for (uint32_t b = 0; b < n; b += kBatch) {
-      const uint32_t m = std::min(kBatch, n - b);
+    std::array<iovec, IOV_MAX> iov;
+    for (uint32_t b = 0, m = 0; b < n; b += m) {
       size_t total = 0;
-      for (uint32_t i = 0; i < m; ++i) {
-        bufs[b + i] = std::make_shared<std::vector<uint8_t>>(ents[b + i].len);
-        iov[i] = {bufs[b + i]->data(), ents[b + i].len};
-        total += ents[b + i].len;
+      for (m = 0; b + m < n && m < IOV_MAX && (m == 0 || total < kIoBatchBytes); ++m) {
+        const uint32_t i = b + m;
+        bufs[i] = std::make_shared<std::vector<uint8_t>>(ents[i].len);
+        iov[m] = {bufs[i]->data(), ents[i].len};
+        total += ents[i].len;
       }
       if (int err = preadv_full(f->fd, iov.data(), static_cast<int>(m), ents[b].off, total)) {
         // The size was verified at load time: a short read means the file changed under us,
@@ -650,6 +651,29 @@ struct DiskChunkStore::Impl {
       if (r < 0) return errno;
       if (r == 0) return ENODATA;
       size_t got = static_cast<size_t>(r);
+      total -= got;
+      off += got;
+      while (cnt > 0 && got >= iov->iov_len) {
+        got -= iov->iov_len;
+        ++iov;
+        --cnt;
+      }
+      if (cnt > 0) {
+        iov->iov_base = static_cast<uint8_t*>(iov->iov_base) + got;
+        iov->iov_len -= got;
+      }
+    }
+    return 0;
+  }
+
+  // Writes exactly `total` bytes (retrying short writes). Returns 0 or an errno.
+  static int pwritev_full(int fd, iovec* iov, int cnt, uint64_t off, size_t total) {
+    while (total > 0) {
+      ssize_t w = ::pwritev(fd, iov, cnt, static_cast<off_t>(off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return errno;
+      if (w == 0) return EIO;
+      size_t got = static_cast<size_t>(w);
       total -= got;
       off += got;
       while (cnt > 0 && got >= iov->iov_len) {
@@ -936,33 +960,17 @@ struct DiskChunkStore::Impl {
     uint64_t file_size = data_start;
     for (const ChunkBytes& c : chunks) file_size += c->size();
 
-    // Header + table in one buffer; the data goes straight from the callers' buffers.
+    // Layout first; the checksums are filled in while writing.
     std::vector<uint8_t> meta(data_start, 0);
     auto table = std::make_unique<RunTable>();
     table->file_size = file_size;
     table->entries.resize(count);
     uint64_t off = data_start;
     for (uint32_t i = 0; i < count; ++i) {
-      const auto& v = *chunks[i];
-      RunEntry& re = table->entries[i];
-      re.len = static_cast<uint32_t>(v.size());
-      re.off = off;
-      re.xxh = XXH3_64bits(v.data(), v.size());
-      uint8_t* e = meta.data() + kHeaderSize + size_t{i} * kEntrySize;
-      put_le32(e, re.len);
-      put_le64(e + 8, re.off);
-      put_le64(e + 16, re.xxh);
-      off += v.size();
+      table->entries[i].len = static_cast<uint32_t>(chunks[i]->size());
+      table->entries[i].off = off;
+      off += chunks[i]->size();
     }
-    put_le64(meta.data() + kHeaderSize + table_bytes,
-             XXH3_64bits(meta.data() + kHeaderSize, table_bytes));
-    std::memcpy(meta.data(), kMagic, sizeof kMagic);
-    meta[7] = kFormatVersion;
-    std::memcpy(meta.data() + 8, xorb.data(), 32);
-    put_le32(meta.data() + 40, first);
-    put_le32(meta.data() + 44, count);
-    put_le64(meta.data() + 48, file_size);
-    put_le64(meta.data() + 56, XXH3_64bits(meta.data(), 56));
 
     const std::string tmp_path =
         fmt::format("{}/{}", own_tmp, next_tmp.fetch_add(1, std::memory_order_relaxed));
@@ -989,33 +997,38 @@ struct DiskChunkStore::Impl {
       return errno_error(what, path, err);
     };
 
-    // Single pwritev per IOV_MAX iovecs (header+table, then the chunks).
-    std::vector<iovec> iov;
-    iov.reserve(count + 1);
-    iov.push_back({meta.data(), meta.size()});
-    for (const ChunkBytes& c : chunks)
-      if (!c->empty()) iov.push_back({const_cast<uint8_t*>(c->data()), c->size()});
-    size_t idx = 0;
-    uint64_t pos = 0;
-    while (idx < iov.size()) {
-      int n = static_cast<int>(std::min<size_t>(IOV_MAX, iov.size() - idx));
-      ssize_t w = ::pwritev(fd, iov.data() + idx, n, static_cast<off_t>(pos));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return fail("write", tmp_path, errno);
+    // The data goes straight from the callers' buffers, in groups of at most kIoBatchBytes:
+    // each group is checksummed and then written while it is still in the CPU cache. Header
+    // and table are written last (the file is invisible until the rename anyway).
+    std::array<iovec, IOV_MAX> iov;
+    for (uint32_t b = 0, m = 0; b < count; b += m) {
+      size_t total = 0;
+      int k = 0;
+      for (m = 0; b + m < count && m < IOV_MAX && (m == 0 || total < kIoBatchBytes); ++m) {
+        const std::vector<uint8_t>& v = *chunks[b + m];
+        RunEntry& re = table->entries[b + m];
+        re.xxh = XXH3_64bits(v.data(), v.size());
+        uint8_t* e = meta.data() + kHeaderSize + size_t{b + m} * kEntrySize;
+        put_le32(e, re.len);
+        put_le64(e + 8, re.off);
+        put_le64(e + 16, re.xxh);
+        if (!v.empty()) iov[k++] = {const_cast<uint8_t*>(v.data()), v.size()};
+        total += v.size();
       }
-      if (w == 0) return fail("write", tmp_path, EIO);
-      size_t got = static_cast<size_t>(w);
-      pos += got;
-      while (idx < iov.size() && got >= iov[idx].iov_len) {
-        got -= iov[idx].iov_len;
-        ++idx;
-      }
-      if (idx < iov.size() && got > 0) {
-        iov[idx].iov_base = static_cast<uint8_t*>(iov[idx].iov_base) + got;
-        iov[idx].iov_len -= got;
-      }
+      if (int err = pwritev_full(fd, iov.data(), k, table->entries[b].off, total))
+        return fail("write", tmp_path, err);
     }
+    put_le64(meta.data() + kHeaderSize + table_bytes,
+             XXH3_64bits(meta.data() + kHeaderSize, table_bytes));
+    std::memcpy(meta.data(), kMagic, sizeof kMagic);
+    meta[7] = kFormatVersion;
+    std::memcpy(meta.data() + 8, xorb.data(), 32);
+    put_le32(meta.data() + 40, first);
+    put_le32(meta.data() + 44, count);
+    put_le64(meta.data() + 48, file_size);
+    put_le64(meta.data() + 56, XXH3_64bits(meta.data(), 56));
+    iov[0] = {meta.data(), meta.size()};
+    if (int err = pwritev_full(fd, iov.data(), 1, 0, meta.size())) return fail("write", tmp_path, err);
     if (opts.fsync && ::fdatasync(fd) != 0) return fail("fdatasync", tmp_path, errno);
     if (::close(fd) != 0) {
       int err = errno;
