@@ -53,6 +53,7 @@ constexpr uint64_t kBlock = 4096;
 constexpr uint64_t kStateMagic = 0x3145544154534348ull;  // "HCSTATE1" little-endian
 constexpr size_t kStateSize = 4096;
 constexpr size_t kStateMagicOff = 0, kStateUsedOff = 16, kStateReconcileOff = 24;
+constexpr size_t kStateBootOff = 32, kBootIdLen = 36;
 
 uint64_t round_block(uint64_t n) { return (n + kBlock - 1) & ~(kBlock - 1); }
 
@@ -821,6 +822,7 @@ struct DiskChunkStore::Impl {
     std::vector<Candidate> cands;
     const int64_t scanned = static_cast<int64_t>(scan(&cands));
     if (scanned < c0) release_locked(static_cast<uint64_t>(c0 - scanned));
+    else if (c0 < 0) state_u64(kStateUsedOff).fetch_add(static_cast<uint64_t>(scanned - c0));  // damaged
     state_u64(kStateReconcileOff).store(static_cast<uint64_t>(now_unix_ns()));
 
     const uint64_t low = low_watermark();
@@ -859,20 +861,40 @@ struct DiskChunkStore::Impl {
     void* m = ::mmap(nullptr, kStateSize, PROT_READ | PROT_WRITE, MAP_SHARED, state_fd, 0);
     if (m == MAP_FAILED) return errno_error("mmap", path, errno);
     state = static_cast<uint8_t*>(m);
-    if (state_u64(kStateMagicOff).load(std::memory_order_acquire) == kStateMagic) return {};
+    const std::string boot = boot_id();
+    auto valid = [&] {
+      return state_u64(kStateMagicOff).load(std::memory_order_acquire) == kStateMagic &&
+             std::memcmp(state + kStateBootOff, boot.data(), boot.size()) == 0;
+    };
+    if (valid()) return {};
 
-    // First use of this directory (or lost state): count what is on disk, under the evict
-    // lock so concurrent openers initialize once.
+    // First use of this directory, lost state, or first open since a reboot (a power loss can
+    // leave the counter older than the files): count what is on disk, under the evict lock so
+    // concurrent openers do it once.
     int rc;
     do rc = ::flock(evict_fd, LOCK_EX);
     while (rc != 0 && errno == EINTR);
-    if (state_u64(kStateMagicOff).load(std::memory_order_acquire) != kStateMagic) {
+    if (!valid()) {
+      state_u64(kStateMagicOff).store(0, std::memory_order_release);
       state_u64(kStateUsedOff).store(scan(nullptr));
       state_u64(kStateReconcileOff).store(static_cast<uint64_t>(now_unix_ns()));
+      std::memcpy(state + kStateBootOff, boot.data(), boot.size());
       state_u64(kStateMagicOff).store(kStateMagic, std::memory_order_release);
     }
     ::flock(evict_fd, LOCK_UN);
     return {};
+  }
+
+  // The kernel's per-boot random id (36 characters), or a fixed string if unavailable.
+  static std::string boot_id() {
+    std::string id(kBootIdLen, '-');
+    int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = ::read(fd, id.data(), id.size());
+      ::close(fd);
+      if (n != static_cast<ssize_t>(id.size())) id.assign(kBootIdLen, '-');
+    }
+    return id;
   }
 
   static std::string random_hex() {

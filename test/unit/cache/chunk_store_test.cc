@@ -285,6 +285,28 @@ TEST_CASE("disk store: two instances share the usage counter and find each other
   CHECK(**r == chunk_content(9, 2));
 }
 
+TEST_CASE("disk store: a damaged usage state is rebuilt from the runs on open", "[cache][disk]") {
+  TempDir td;
+  {
+    auto s = open_store(td.path());
+    for (uint64_t id = 0; id < 5; ++id) REQUIRE(s->put_run(xorb_key(id), 0, make_run(id, 0, 3)).ok());
+  }
+  const uint64_t expect = charged_size(td.path());
+  REQUIRE(expect > 0);
+  for (int variant = 0; variant < 2; ++variant) {
+    INFO("variant " << variant);
+    // 0: zeroed (lost) state; 1: garbage.
+    std::vector<uint8_t> junk(4096, 0);
+    uint64_t seed = 3;
+    if (variant == 1)
+      for (auto& b : junk) b = static_cast<uint8_t>(splitmix64(seed));
+    write_file(td.path() + "/chunks/state", junk);
+    auto s = open_store(td.path());
+    CHECK(s->used_bytes() == expect);
+    CHECK(**s->get(xorb_key(4), 2) == chunk_content(4, 2));
+  }
+}
+
 TEST_CASE("disk store: reference model", "[cache][disk][model]") {
   const bool big = GENERATE(true, false);
   INFO("big bound: " << big);
