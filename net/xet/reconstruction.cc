@@ -333,14 +333,15 @@ uint64_t Reconstruction::total_unpacked() const {
 
 Status validate_reconstruction(const Reconstruction& r) {
   if (r.terms.size() > kMaxReconstructionTerms) return make_error(Errc::too_large, "reconstruction: too many terms");
+  for (size_t i = 1; i < r.fetches.size(); ++i) {
+    if (!(r.fetches[i - 1].first < r.fetches[i].first)) return protocol("fetches are not sorted or contain duplicates");
+  }
+  HF_TRY(check_terms(r.terms, r.fetches));
   if (!r.terms.empty() && r.offset_into_first_range >= r.terms[0].unpacked_length) {
     return protocol(fmt::format("offset_into_first_range {} is not inside the first term ({} bytes)",
                                 r.offset_into_first_range, r.terms[0].unpacked_length));
   }
-  for (size_t i = 1; i < r.fetches.size(); ++i) {
-    if (!(r.fetches[i - 1].first < r.fetches[i].first)) return protocol("fetches are not sorted or contain duplicates");
-  }
-  return check_terms(r.terms, r.fetches);
+  return {};
 }
 
 Result<Reconstruction> parse_reconstruction_v2(std::string_view json) { return parse_single(json, true); }
