@@ -464,6 +464,14 @@ Task<Status> FileReader::fetch_http(uint64_t start, uint64_t end) {
   co_return Status{};
 }
 
+std::optional<FileReader::KnownChunk> FileReader::chunk_at(uint64_t offset) {
+  load_persisted();
+  std::lock_guard lk(mu_);
+  auto it = chunks_.find(offset);
+  if (it == chunks_.end() || content_.source != Content::Source::xet) return std::nullopt;
+  return KnownChunk{xorbs_[it->second.xorb], it->second.index, it->second.len};
+}
+
 uint64_t FileReader::cached_bytes() {
   load_persisted();
   std::vector<std::pair<ChunkLoc, Key32>> all;

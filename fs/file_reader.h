@@ -105,6 +105,14 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   // null) drives prefetch. Errors: Errc::cancelled, or the fetch failure after retries.
   Task<Result<ReadData>> read(uint64_t off, uint64_t len, StreamState* stream, CancelPtr cancel);
 
+  struct KnownChunk {
+    Key32 xorb;
+    uint32_t index;
+    uint32_t len;
+  };
+  // The chunk that starts exactly at `offset`, if the layout knows it (upload dedup).
+  std::optional<KnownChunk> chunk_at(uint64_t offset);
+
   // Bytes of this file currently present in the chunk caches (for user.hf.cached_bytes).
   uint64_t cached_bytes();
 

@@ -35,13 +35,13 @@ Attr InodeTable::attr_of(const Node& n) const {
   Attr a;
   a.ino = n.ino;
   a.kind = n.kind;
-  a.uid = opts_.uid;
-  a.gid = opts_.gid;
+  a.uid = n.uid != UINT32_MAX ? n.uid : opts_.uid;
+  a.gid = n.gid != UINT32_MAX ? n.gid : opts_.gid;
   a.mtime_ns = n.mtime_ns ? n.mtime_ns : opts_.default_mtime_ns;
   a.ctime_ns = a.mtime_ns;
   switch (n.kind) {
     case NodeKind::dir:
-      a.perm = opts_.dir_perm;
+      a.perm = n.perm ? n.perm : opts_.dir_perm;
       // GNU find treats nlink < 2 as "unknown" and then never skips stats; report the exact
       // count only when we know every subdirectory.
       a.nlink = n.listed ? 2 + n.subdirs : 1;
@@ -52,7 +52,7 @@ Attr InodeTable::attr_of(const Node& n) const {
       a.size = n.symlink_target.size();
       break;
     case NodeKind::file:
-      a.perm = opts_.file_perm;
+      a.perm = n.perm ? n.perm : opts_.file_perm;
       a.size = n.size;
       break;
   }
@@ -198,6 +198,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   for (auto& [name, cino] : dir.children) {
     auto in = incoming.find(name);
     Node& c = *nodes_.at(cino);
+    if (c.local) continue;  // local changes win until committed
     if (in == incoming.end() || in->second->kind != c.kind) gone.push_back(cino);
   }
   for (uint64_t cino : gone) {
@@ -211,6 +212,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
     auto cit = dir.children.find(name);
     if (cit != dir.children.end()) {
       Node& c = *nodes_.at(cit->second);
+      if (c.local || c.kind != e->kind) continue;
       bool changed = !c.content.same_as(e->content) || c.size != e->size ||
                      c.symlink_target != e->symlink_target;
       c.size = e->size;
@@ -289,6 +291,165 @@ std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const 
   }
   dir.snap = snap;
   return snap;
+}
+
+Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, const NewNode& nn, bool local) {
+  if (!valid_entry_name(name)) {
+    return Error(name.size() > 255 ? Errc::name_too_long : Errc::invalid_argument, "invalid file name");
+  }
+  std::unique_lock lk(mu_);
+  auto pit = nodes_.find(parent);
+  if (pit == nodes_.end()) return Error(Errc::not_found, "parent directory no longer exists");
+  Node& dir = *pit->second;
+  if (dir.kind != NodeKind::dir) return Error(Errc::not_dir, "parent is not a directory");
+  if (dir.parent == 0 && dir.ino != kRootIno) return Error(Errc::not_found, "parent directory was removed");
+  if (dir.children.count(name)) return Error(Errc::exists, "file exists");
+  std::string dir_path = path_locked(dir);
+  std::string child_path = dir_path.empty() ? std::string(name) : dir_path + "/" + std::string(name);
+  auto n = std::make_unique<Node>();
+  n->ino = allocate_ino(child_path);
+  n->parent = parent;
+  n->name = std::string(name);
+  n->kind = nn.kind;
+  n->size = nn.size;
+  n->mtime_ns = nn.mtime_ns;
+  n->content = nn.content;
+  n->symlink_target = nn.symlink_target;
+  n->perm = nn.perm;
+  n->local = local;
+  if (n->kind == NodeKind::dir) {
+    n->listed = true;  // a new directory is complete: it is empty
+    ++listed_dirs_;
+    ++dir.subdirs;
+  }
+  dir.children.emplace(n->name, n->ino);
+  dir.snap.reset();
+  NodeInfo info = info_of(*n);
+  nodes_.emplace(n->ino, std::move(n));
+  return info;
+}
+
+Result<NodeInfo> InodeTable::remove(uint64_t parent, std::string_view name) {
+  std::unique_lock lk(mu_);
+  auto pit = nodes_.find(parent);
+  if (pit == nodes_.end() || pit->second->kind != NodeKind::dir) return Error(Errc::not_found, "no such directory");
+  auto c = pit->second->children.find(name);
+  if (c == pit->second->children.end()) return Error(Errc::not_found, "no such file or directory");
+  uint64_t cino = c->second;
+  Node& child = *nodes_.at(cino);
+  NodeInfo info = info_of(child);
+  detach_locked(child);
+  maybe_free_locked(cino);
+  return info;
+}
+
+Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+                          bool no_replace) {
+  if (!valid_entry_name(new_name)) {
+    return Error(new_name.size() > 255 ? Errc::name_too_long : Errc::invalid_argument, "invalid file name");
+  }
+  std::unique_lock lk(mu_);
+  auto pit = nodes_.find(parent);
+  auto npit = nodes_.find(new_parent);
+  if (pit == nodes_.end() || npit == nodes_.end()) return Error(Errc::not_found, "no such directory");
+  Node& from_dir = *pit->second;
+  Node& to_dir = *npit->second;
+  if (to_dir.kind != NodeKind::dir) return Error(Errc::not_dir, "target parent is not a directory");
+  auto c = from_dir.children.find(name);
+  if (c == from_dir.children.end()) return Error(Errc::not_found, "no such file or directory");
+  Node& moving = *nodes_.at(c->second);
+  // A directory cannot move below itself.
+  for (const Node* p = &to_dir; p; ) {
+    if (p->ino == moving.ino) return Error(Errc::invalid_argument, "cannot move a directory into itself");
+    if (p->ino == kRootIno || p->parent == 0) break;
+    auto it = nodes_.find(p->parent);
+    p = it == nodes_.end() ? nullptr : it->second.get();
+  }
+  auto t = to_dir.children.find(new_name);
+  if (t != to_dir.children.end()) {
+    if (t->second == moving.ino) return {};  // same node: nothing to do
+    if (no_replace) return Error(Errc::exists, "target exists");
+    Node& target = *nodes_.at(t->second);
+    if (target.kind == NodeKind::dir && moving.kind != NodeKind::dir) return Error(Errc::is_dir, "target is a directory");
+    if (target.kind != NodeKind::dir && moving.kind == NodeKind::dir) return Error(Errc::not_dir, "target is not a directory");
+    if (target.kind == NodeKind::dir && !target.children.empty()) return Error(Errc::not_empty, "target directory not empty");
+    uint64_t tino = target.ino;
+    detach_locked(target);
+    maybe_free_locked(tino);
+  }
+  detach_locked(moving);
+  moving.name = std::string(new_name);
+  moving.parent = new_parent;
+  to_dir.children.emplace(moving.name, moving.ino);
+  if (moving.kind == NodeKind::dir) ++to_dir.subdirs;
+  to_dir.snap.reset();
+  return {};
+}
+
+void InodeTable::set_local(uint64_t ino, bool local) {
+  std::unique_lock lk(mu_);
+  auto it = nodes_.find(ino);
+  if (it != nodes_.end()) it->second->local = local;
+}
+
+bool InodeTable::is_local(uint64_t ino) const {
+  std::shared_lock lk(mu_);
+  auto it = nodes_.find(ino);
+  return it != nodes_.end() && it->second->local;
+}
+
+void InodeTable::set_size(uint64_t ino, uint64_t size, int64_t mtime_ns) {
+  std::unique_lock lk(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return;
+  it->second->size = size;
+  if (mtime_ns) it->second->mtime_ns = mtime_ns;
+  if (auto p = nodes_.find(it->second->parent); p != nodes_.end()) p->second->snap.reset();
+}
+
+void InodeTable::set_content(uint64_t ino, const Content& c, uint64_t size, int64_t mtime_ns) {
+  std::unique_lock lk(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return;
+  it->second->content = c;
+  it->second->size = size;
+  if (mtime_ns) it->second->mtime_ns = mtime_ns;
+  if (auto p = nodes_.find(it->second->parent); p != nodes_.end()) p->second->snap.reset();
+}
+
+void InodeTable::set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optional<uint32_t> uid,
+                          std::optional<uint32_t> gid, std::optional<int64_t> mtime_ns) {
+  std::unique_lock lk(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return;
+  Node& n = *it->second;
+  if (perm) n.perm = *perm & 07777;
+  if (uid) n.uid = *uid;
+  if (gid) n.gid = *gid;
+  if (mtime_ns) n.mtime_ns = *mtime_ns;
+  if (auto p = nodes_.find(n.parent); p != nodes_.end()) p->second->snap.reset();
+}
+
+std::vector<std::pair<uint64_t, std::string>> InodeTable::files_below(uint64_t dir) const {
+  std::shared_lock lk(mu_);
+  std::vector<std::pair<uint64_t, std::string>> out;
+  std::vector<std::pair<uint64_t, std::string>> stack{{dir, ""}};
+  while (!stack.empty()) {
+    auto [ino, prefix] = stack.back();
+    stack.pop_back();
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) continue;
+    for (auto& [name, cino] : it->second->children) {
+      std::string p = prefix.empty() ? name : prefix + "/" + name;
+      const Node& c = *nodes_.at(cino);
+      if (c.kind == NodeKind::dir) {
+        stack.emplace_back(cino, p);
+      } else {
+        out.emplace_back(cino, p);
+      }
+    }
+  }
+  return out;
 }
 
 size_t InodeTable::size() const {

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include "base/result.h"
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -101,6 +102,35 @@ class InodeTable {
   // switch); affects nodes created afterwards.
   void set_default_mtime(int64_t ns);
 
+  // ---- Local changes (bucket mounts). A node marked `local` (created here and not yet
+  // committed, a directory made here, or a file with uncommitted changes) is never removed or
+  // overwritten by a re-listing: local changes win until they are committed.
+  struct NewNode {
+    NodeKind kind = NodeKind::file;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    Content content;
+    std::string symlink_target;
+    uint32_t perm = 0;  // 0 = the mount default
+  };
+  // Adds `name` under `parent`. Errc::exists if taken, not_dir / not_found for a bad parent.
+  Result<NodeInfo> create(uint64_t parent, std::string_view name, const NewNode& n, bool local);
+  // Removes `name` from `parent` (the node lives on as an orphan while the kernel knows it).
+  Result<NodeInfo> remove(uint64_t parent, std::string_view name);
+  // Moves a node; an existing target is replaced (and orphaned). Errc::exists with
+  // no_replace; is_dir / not_dir / not_empty on kind mismatches like rename(2).
+  Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+                bool no_replace);
+  void set_local(uint64_t ino, bool local);
+  bool is_local(uint64_t ino) const;
+  void set_size(uint64_t ino, uint64_t size, int64_t mtime_ns);
+  void set_content(uint64_t ino, const Content& c, uint64_t size, int64_t mtime_ns);
+  // chmod/chown/utimes: nullopt leaves a field unchanged.
+  void set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optional<uint32_t> uid, std::optional<uint32_t> gid,
+                std::optional<int64_t> mtime_ns);
+  // Files below a directory (recursively, loaded part of the tree only), as (ino, relative path).
+  std::vector<std::pair<uint64_t, std::string>> files_below(uint64_t dir) const;
+
  private:
   struct Node {
     uint64_t ino = 0;
@@ -113,6 +143,9 @@ class InodeTable {
     std::string symlink_target;
     uint64_t nlookup = 0;
     bool listed = false;
+    bool local = false;
+    uint32_t perm = 0;                  // 0 = default for the kind
+    uint32_t uid = UINT32_MAX, gid = UINT32_MAX;  // UINT32_MAX = mount default
     uint32_t subdirs = 0;
     std::map<std::string, uint64_t, std::less<>> children;
     mutable std::shared_ptr<const DirSnapshot> snap;  // cache; reset when children change

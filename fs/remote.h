@@ -23,6 +23,7 @@
 #include "base/result.h"
 #include "net/xet/hash.h"
 #include "net/xet/reconstruction.h"
+#include "net/xet/upload/upload_session.h"
 
 namespace hf::fs {
 
@@ -38,6 +39,15 @@ struct RemoteEntry {
   std::string xet_hash;     // xet-hex, empty if the file is not in Xet
   std::string oid;          // git blob/tree sha1 (repos)
   std::string lfs_sha256;   // LFS files
+};
+
+// One line of a bucket commit (hub-api §7.4): add (or replace) a path with a registered Xet
+// file, or delete a path. Paths are relative to the mount root.
+struct CommitOp {
+  enum class Kind { add, del } kind = Kind::add;
+  std::string path;
+  xet::Hash hash;
+  int64_t mtime_ms = 0;
 };
 
 using ChunkSink = std::function<Status(uint32_t chunk_index, std::span<const uint8_t> raw)>;
@@ -64,6 +74,17 @@ class Remote {
   // Bytes [offset, offset+length) of a non-Xet file at revision `rev`.
   virtual Task<Status> download(std::string rev, std::string path, uint64_t offset, uint64_t length, ByteSink sink,
                                 CancelPtr cancel) = 0;
+
+  // ---- Write side (buckets). Read-only remotes keep the defaults.
+  // Where xorbs and shards are uploaded; null if this remote cannot be written.
+  virtual xet::UploadSink* upload_sink() { return nullptr; }
+  // Applies the operations in order (adds before deletes is the caller's job). Any failed
+  // line fails the whole call with a message naming the path: never a silent success.
+  virtual Task<Status> commit(std::vector<CommitOp> ops, CancelPtr cancel) {
+    (void)ops;
+    (void)cancel;
+    co_return Error(Errc::read_only, "this remote is read-only");
+  }
 };
 
 }  // namespace hf::fs

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/sha256.h"
 
@@ -29,8 +30,15 @@ Key32 content_key(std::string_view kind, std::string_view id) {
 
 }  // namespace
 
-Vfs::Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, net::any_io_executor ex, MetaStore* meta)
-    : cfg_(std::move(cfg)), remote_(remote), cache_(cache), ex_(std::move(ex)), meta_(meta), table_(cfg_.table) {
+Vfs::Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, net::any_io_executor ex, MetaStore* meta,
+         std::optional<net::any_io_executor> cpu)
+    : cfg_(std::move(cfg)),
+      remote_(remote),
+      cache_(cache),
+      ex_(std::move(ex)),
+      meta_(meta),
+      cpu_(cpu ? *cpu : ex_),
+      table_(cfg_.table) {
   revs_.push_back(remote_.revision());
 }
 
@@ -303,14 +311,24 @@ Result<OpenOut> Vfs::open(uint64_t ino, int flags) {
   auto n = table_.get(ino);
   if (!n) return Error(Errc::not_found, "no such inode");
   if (n->attr.kind == NodeKind::dir) return Error(Errc::is_dir, "is a directory");
-  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
-    if (cfg_.read_only) return Error(Errc::read_only, "read-only mount");
-  }
+  bool wants_write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (wants_write) HF_TRY(check_writable());
   std::lock_guard lk(mu_);
   auto h = std::make_unique<FileHandle>();
   h->ino = ino;
-  h->reader = reader_locked(*n);
   OpenOut o;
+  if (wants_write) {
+    auto ws = write_state_locked(ino, *n, (flags & O_TRUNC) != 0);
+    if (!ws.ok()) return std::move(ws).error();
+    (*ws)->writers++;
+    h->writable = (flags & O_ACCMODE) != O_RDONLY;
+    if (flags & O_TRUNC) {
+      table_.set_size(ino, 0, now_unix_ns());
+      table_.set_local(ino, true);
+    }
+  } else if (!writes_.count(ino)) {
+    h->reader = reader_locked(*n);
+  }
   o.fh = next_fh_++;
   // Keep the kernel's pages only if they were filled from this same content.
   auto kc = kernel_content_.find(ino);
@@ -327,6 +345,7 @@ bool Vfs::read_fast(uint64_t fh, uint64_t off, uint64_t len, ReadData& out) {
     auto it = files_.find(fh);
     if (it == files_.end()) return false;
     h = it->second.get();
+    if (writes_.count(h->ino)) return false;  // staged content: the async path merges it
   }
   stats_.reads.fetch_add(1, std::memory_order_relaxed);
   if (!h->reader) {
@@ -342,16 +361,29 @@ bool Vfs::read_fast(uint64_t fh, uint64_t off, uint64_t len, ReadData& out) {
 
 Task<Result<ReadData>> Vfs::read(uint64_t fh, uint64_t off, uint64_t len, CancelPtr cancel) {
   std::shared_ptr<FileReader> reader;
+  std::shared_ptr<WriteState> ws;
   StreamState* stream = nullptr;
   {
     std::lock_guard lk(mu_);
     auto it = files_.find(fh);
     if (it == files_.end()) co_return Error(Errc::bad_handle, "unknown file handle");
-    reader = it->second->reader;
+    if (auto w = writes_.find(it->second->ino); w != writes_.end()) {
+      ws = w->second;
+    } else {
+      reader = it->second->reader;
+      if (!reader) {
+        // Opened while the file was being written, committed since: read the new content.
+        if (auto n = table_.get(it->second->ino)) reader = it->second->reader = reader_locked(*n);
+      }
+    }
     stream = &it->second->stream;  // handles outlive their in-flight reads (kernel contract)
   }
-  if (!reader) co_return ReadData{};
-  auto r = co_await reader->read(off, len, stream, cancel);
+  Result<ReadData> r = ReadData{};
+  if (ws) {
+    r = co_await read_staged(ws, off, len, cancel);
+  } else if (reader) {
+    r = co_await reader->read(off, len, stream, cancel);
+  }
   if (r.ok()) {
     stats_.read_bytes.fetch_add(r->bytes, std::memory_order_relaxed);
   } else if (r.code() != Errc::cancelled) {
@@ -368,7 +400,23 @@ void Vfs::release(uint64_t fh) {
     recent_readers_.push_front(it->second->reader);
     if (recent_readers_.size() > cfg_.reader_cache) recent_readers_.pop_back();
   }
+  uint64_t ino = it->second->ino;
+  bool writable = it->second->writable;
   files_.erase(it);
+  auto w = writes_.find(ino);
+  if (w == writes_.end()) return;
+  if (writable && w->second->writers > 0) w->second->writers--;
+  WriteState& ws = *w->second;
+  if (ws.writers > 0 || ws.flight) return;
+  if (ws.staged->generation() == ws.committed_gen) {
+    // Committed and nobody writes: reads go to the committed content from now on.
+    bool open_elsewhere = false;
+    for (auto& [fh2, h2] : files_) open_elsewhere |= h2->ino == ino;
+    if (!open_elsewhere) writes_.erase(w);
+  } else {
+    // Dirty with no writer left (a failed close): keep trying in the background.
+    net::co_spawn(ex_, [this, ino]() -> Task<void> { (void)co_await commit_ino(ino, nullptr); }, net::detached);
+  }
 }
 
 // --------------------------------------------------------------------------- xattr, statfs

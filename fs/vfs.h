@@ -34,6 +34,7 @@
 #include "fs/inode_table.h"
 #include "fs/meta_store.h"
 #include "fs/remote.h"
+#include "fs/staged_file.h"
 
 namespace hf::fs {
 
@@ -47,7 +48,25 @@ struct VfsConfig {
   InodeTableOptions table;
   ReaderConfig reader;
   size_t reader_cache = 256;  // readers kept alive after their last handle closes
+  // Write side (bucket mounts).
+  std::string staging_dir;          // where StagedFiles live (inside the cache directory)
+  bool filter_os_junk = true;       // .DS_Store, ._*, Thumbs.db...: kept local, never uploaded
+  int commit_attempts = 4;          // per flush/fsync, with exponential backoff
+  int commit_retry_base_ms = 250;
+  xet::UploadOptions upload;
 };
+
+// setattr request (the FUSE layer translates FUSE_SET_ATTR_* into this).
+struct SetAttrIn {
+  std::optional<uint64_t> size;
+  std::optional<uint32_t> mode;
+  std::optional<uint32_t> uid, gid;
+  std::optional<int64_t> mtime_ns;  // already resolved for UTIME_NOW
+};
+
+// True for names that operating systems sprinkle around (Finder, Explorer): they are kept in
+// the mount but never uploaded.
+bool is_os_junk(std::string_view name);
 
 struct EntryOut {
   Attr attr;  // attr.ino == 0: negative entry (cache "does not exist" for entry_timeout)
@@ -71,6 +90,8 @@ struct StatfsOut {
 struct VfsStats {
   std::atomic<uint64_t> lookups{0}, lookups_remote{0}, listings{0}, listing_entries{0}, skipped_names{0};
   std::atomic<uint64_t> listings_from_store{0};
+  std::atomic<uint64_t> commits{0}, commit_failures{0}, commit_retries{0}, bytes_written{0}, batches{0};
+  std::atomic<uint64_t> uploaded_bytes{0}, dedup_bytes{0};
   std::atomic<uint64_t> reads{0}, reads_fast{0}, read_bytes{0}, read_errors{0};
   ReaderStats reader;
 };
@@ -78,7 +99,8 @@ struct VfsStats {
 class Vfs {
  public:
   // `meta` (may be null) persists listings and chunk layouts across mounts.
-  Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, boost::asio::any_io_executor ex, MetaStore* meta = nullptr);
+  Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, boost::asio::any_io_executor ex, MetaStore* meta = nullptr,
+      std::optional<boost::asio::any_io_executor> cpu = std::nullopt);
   ~Vfs();
 
   const VfsConfig& config() const { return cfg_; }
@@ -121,11 +143,40 @@ class Vfs {
   // Reader for a file inode (creating it if needed); null for directories/unknown inodes.
   std::shared_ptr<FileReader> reader_for_ino(uint64_t ino);
 
+  // --- writes (bucket mounts; Errc::read_only on read-only mounts) ---
+  // New file, opened for writing. Visible in the mount at once; committed at flush/fsync.
+  Result<std::pair<EntryOut, OpenOut>> create(uint64_t parent, std::string name, uint32_t mode, int flags);
+  Result<EntryOut> mkdir(uint64_t parent, std::string name, uint32_t mode);
+  Result<EntryOut> symlink(std::string target, uint64_t parent, std::string name);
+  Task<Status> unlink(uint64_t parent, std::string name, CancelPtr cancel);
+  Task<Status> rmdir(uint64_t parent, std::string name, CancelPtr cancel);
+  Task<Status> rename(uint64_t parent, std::string name, uint64_t new_parent, std::string new_name, bool no_replace,
+                      CancelPtr cancel);
+  Task<Result<EntryOut>> link(uint64_t ino, uint64_t new_parent, std::string new_name, CancelPtr cancel);
+  Task<Result<Attr>> setattr(uint64_t ino, SetAttrIn in, CancelPtr cancel);
+  // Local: lands in the staging file; the reply does not wait for the network.
+  Result<size_t> write(uint64_t fh, uint64_t off, std::span<const uint8_t> data);
+  // close(2) and fsync(2): return after the content is uploaded and committed, or fail.
+  Task<Status> flush(uint64_t fh, CancelPtr cancel);
+  Task<Status> fsync(uint64_t fh, CancelPtr cancel);
+  // Commits every dirty file (unmount).
+  Task<Status> flush_all();
+
  private:
   struct FileHandle {
     uint64_t ino;
     std::shared_ptr<FileReader> reader;  // null for empty files
     StreamState stream;
+    bool writable = false;
+  };
+  // Uncommitted changes of one file.
+  struct WriteState {
+    std::shared_ptr<StagedFile> staged;
+    std::shared_ptr<FileReader> base;          // reader of the base content (null if none)
+    uint64_t committed_gen = 0;                // staged generation last committed
+    bool ever_committed = false;
+    SharedResultPtr<Status> flight;            // commit in progress
+    int writers = 0;
   };
   struct DirHandle {
     std::shared_ptr<const DirSnapshot> snap;
@@ -135,12 +186,21 @@ class Vfs {
   Task<void> load_dir(uint64_t dir, SharedResultPtr<Status> flight);
   std::vector<ListedEntry> convert_listing(std::vector<RemoteEntry>&& entries, const std::string& dir_path);
   Result<OpenOut> make_dir_handle(uint64_t ino);
+  Result<std::shared_ptr<WriteState>> write_state_locked(uint64_t ino, const NodeInfo& n, bool truncate);
+  std::shared_ptr<WriteState> write_state(uint64_t ino);
+  Task<Status> commit_ino(uint64_t ino, CancelPtr cancel);
+  Task<Status> flush_ino_if_dirty(uint64_t ino, CancelPtr cancel);
+  Task<Status> commit_once(uint64_t ino, std::shared_ptr<WriteState> ws);
+  Task<Result<ReadData>> read_staged(std::shared_ptr<WriteState> ws, uint64_t off, uint64_t len, CancelPtr cancel);
+  Status check_writable() const;
+  std::string full_path(uint64_t parent, std::string_view name);
 
   VfsConfig cfg_;
   Remote& remote_;
   ChunkCache& cache_;
   boost::asio::any_io_executor ex_;
   MetaStore* meta_;
+  boost::asio::any_io_executor cpu_;
   InodeTable table_;
   VfsStats stats_;
   CancelPtr life_ = make_cancel();
@@ -157,6 +217,7 @@ class Vfs {
   std::list<std::shared_ptr<FileReader>> recent_readers_;
   // Content the kernel may hold pages of, per inode (decides FOPEN_KEEP_CACHE).
   std::unordered_map<uint64_t, Key32> kernel_content_;
+  std::unordered_map<uint64_t, std::shared_ptr<WriteState>> writes_;
 };
 
 }  // namespace hf::fs

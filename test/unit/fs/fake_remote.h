@@ -12,6 +12,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -19,10 +20,12 @@
 #include "fs/remote.h"
 #include "net/xet/chunker.h"
 #include "net/xet/hash.h"
+#include "net/xet/shard.h"
+#include "net/xet/xorb.h"
 
 namespace hf::fs::testing {
 
-class FakeRemote : public Remote {
+class FakeRemote : public Remote, public xet::UploadSink {
  public:
   struct Chunk {
     uint64_t offset;
@@ -42,6 +45,10 @@ class FakeRemote : public Remote {
   std::atomic<int> truncate_fetch{0};    // next N fetch_chunks() calls stop after one chunk
   std::atomic<int> delay_ms{0};          // added before every answer
   std::atomic<int> fail_list{0};
+  std::atomic<int> fail_commit{0};       // next N commit() calls fail (server_error)
+  std::atomic<int> fail_put_xorb{0};
+  std::atomic<uint64_t> commit_calls{0}, uploaded_xorb_bytes{0};
+  bool writable = false;
   // Counters.
   std::atomic<uint64_t> reconstruct_calls{0}, fetch_calls{0}, fetched_bytes{0}, list_calls{0}, download_calls{0};
 
@@ -201,6 +208,91 @@ class FakeRemote : public Remote {
       if (truncate) co_return Error(Errc::protocol, "body ended inside a chunk record");
     }
     co_return Status{};
+  }
+
+  // ---- write side
+  xet::UploadSink* upload_sink() override { return writable ? this : nullptr; }
+
+  Task<Status> put_xorb(xet::Hash hash, std::shared_ptr<const std::string> bytes) override {
+    if (take(fail_put_xorb)) co_return Error(Errc::server_error, "injected 503 on xorb upload");
+    std::vector<uint8_t> raw;
+    xet::ParseXorbOptions o;
+    o.raw_out = &raw;
+    auto p = xet::parse_xorb(std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()), o);
+    if (!p.ok()) co_return p.error();
+    if (!(p->hash == hash)) co_return Error(Errc::invalid_argument, "xorb hash mismatch");
+    uploaded_xorb_bytes += bytes->size();
+    std::vector<std::vector<uint8_t>> chunks;
+    for (auto& c : p->chunks) chunks.emplace_back(raw.begin() + c.raw_offset, raw.begin() + c.raw_offset + c.raw_len);
+    std::lock_guard lk(mu_);
+    xorbs_.emplace(hash.hex(), std::move(chunks));
+    co_return Status{};
+  }
+
+  Task<Status> put_shard(std::shared_ptr<const std::string> bytes) override {
+    auto s = xet::parse_shard(std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
+    if (!s.ok()) co_return s.error();
+    std::lock_guard lk(mu_);
+    for (auto& f : s->files) {
+      XetFile xf;
+      std::vector<xet::HashSize> leaves;
+      uint64_t off = 0;
+      for (auto& t : f.terms) {
+        auto it = xorbs_.find(t.xorb_hash.hex());
+        if (it == xorbs_.end() || t.chunk_end > it->second.size()) co_return Error(Errc::invalid_argument, "unknown xorb");
+        for (uint32_t i = t.chunk_start; i < t.chunk_end; ++i) {
+          auto& c = it->second[i];
+          leaves.push_back({xet::chunk_hash(c), c.size()});
+          xf.chunks.push_back(Chunk{off, static_cast<uint32_t>(c.size()), t.xorb_hash, i});
+          xf.data.insert(xf.data.end(), c.begin(), c.end());
+          off += c.size();
+        }
+      }
+      if (!(xet::file_hash(leaves) == f.file_hash)) co_return Error(Errc::invalid_argument, "file hash mismatch");
+      files_[f.file_hash.hex()] = std::move(xf);
+    }
+    co_return Status{};
+  }
+
+  Task<Status> commit(std::vector<CommitOp> ops, CancelPtr) override {
+    commit_calls++;
+    co_await delay();
+    if (take(fail_commit)) co_return Error(Errc::server_error, "injected batch failure");
+    std::lock_guard lk(mu_);
+    for (auto& op : ops) {
+      std::string dir = dirname(op.path), name = basename(op.path);
+      auto& entries = dirs_[dir];
+      entries.erase(std::remove_if(entries.begin(), entries.end(), [&](auto& e) { return e.name == name && !e.is_dir; }),
+                    entries.end());
+      if (op.kind == CommitOp::Kind::add) {
+        auto f = files_.find(op.hash.hex());
+        if (f == files_.end() && !op.hash.is_zero()) co_return Error(Errc::io, "batch: " + op.path + ": Xet file not found");
+        RemoteEntry e;
+        e.name = name;
+        e.size = f == files_.end() ? 0 : f->second.data.size();
+        e.xet_hash = op.hash.hex();
+        e.mtime_ns = op.mtime_ms * 1000000;
+        entries.push_back(e);
+        link_parents(dir, true);
+      }
+    }
+    co_return Status{};
+  }
+
+  // Committed bytes of a path (nullopt if absent), for assertions.
+  std::optional<std::vector<uint8_t>> committed(const std::string& path) {
+    std::lock_guard lk(mu_);
+    auto d = dirs_.find(dirname(path));
+    if (d == dirs_.end()) return std::nullopt;
+    for (auto& e : d->second) {
+      if (e.name == basename(path) && !e.is_dir) {
+        if (e.xet_hash == xet::Hash::zero().hex()) return std::vector<uint8_t>{};
+        auto f = files_.find(e.xet_hash);
+        if (f == files_.end()) return std::nullopt;
+        return f->second.data;
+      }
+    }
+    return std::nullopt;
   }
 
   Task<Status> download(std::string, std::string path, uint64_t offset, uint64_t length, ByteSink sink,

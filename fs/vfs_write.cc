@@ -1,0 +1,576 @@
+// Vfs: the write side (bucket mounts): namespace changes, staging, commit.
+//
+// Semantics (also in README "Write semantics"):
+// * write() lands in a local staging file and returns at once; nothing of the existing
+//   content is downloaded to write into it.
+// * close() (flush) and fsync() return only after the file's content is uploaded to the CAS
+//   and committed to the bucket (batch addFile), or they fail; a failed commit is retried
+//   with backoff, and the staged data stays (never silently dropped).
+// * rename/unlink/link of committed files are applied remotely first, then locally.
+// * Directories are implicit in buckets: mkdir creates a local directory that lives as long as
+//   the mount; symlinks, modes and owners are local.
+#include <fcntl.h>
+
+#include <utility>  // before asio
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstring>
+#include <future>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "fs/vfs.h"
+
+namespace hf::fs {
+
+namespace net = boost::asio;
+
+namespace {
+
+constexpr size_t kMaxBatchOps = 1000;  // hub-api §7.4: keep a batch at or below 1000 lines
+
+bool retryable_commit(Errc c) {
+  switch (c) {
+    case Errc::network:
+    case Errc::timed_out:
+    case Errc::server_error:
+    case Errc::rate_limited:
+    case Errc::protocol:
+    case Errc::again:
+    case Errc::io:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Task<void> sleep_for_ms(int ms) {
+  net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(ms));
+  boost::system::error_code ec;
+  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+}
+
+std::string join(const std::string& dir, std::string_view name) {
+  return dir.empty() ? std::string(name) : dir + "/" + std::string(name);
+}
+
+}  // namespace
+
+bool is_os_junk(std::string_view n) {
+  static const char* names[] = {".DS_Store", ".Spotlight-V100", ".Trashes", ".fseventsd", "__MACOSX",
+                                "Thumbs.db", "desktop.ini", ".AppleDouble"};
+  for (const char* x : names) {
+    if (n == x) return true;
+  }
+  return n.substr(0, 2) == "._";
+}
+
+Status Vfs::check_writable() const {
+  if (cfg_.read_only) return Error(Errc::read_only, "read-only mount");
+  if (!remote_.upload_sink()) return Error(Errc::read_only, "this source cannot be written");
+  return {};
+}
+
+std::string Vfs::full_path(uint64_t parent, std::string_view name) {
+  return join(table_.path(parent).value_or(""), name);
+}
+
+Result<std::shared_ptr<Vfs::WriteState>> Vfs::write_state_locked(uint64_t ino, const NodeInfo& n, bool truncate) {
+  auto it = writes_.find(ino);
+  if (it != writes_.end()) {
+    if (truncate) HF_TRY(it->second->staged->truncate(0));
+    return it->second;
+  }
+  uint64_t base_size = n.content.source == Content::Source::empty ? 0 : n.attr.size;
+  auto staged = StagedFile::create(cfg_.staging_dir, n.content, base_size, truncate);
+  if (!staged.ok()) return std::move(staged).error();
+  auto ws = std::make_shared<WriteState>();
+  ws->staged = std::move(*staged);
+  ws->committed_gen = ws->staged->generation();
+  ws->ever_committed = !table_.is_local(ino);  // it came from the bucket
+  if (!truncate && base_size > 0) ws->base = reader_locked(n);
+  writes_[ino] = ws;
+  return ws;
+}
+
+std::shared_ptr<Vfs::WriteState> Vfs::write_state(uint64_t ino) {
+  std::lock_guard lk(mu_);
+  auto it = writes_.find(ino);
+  return it == writes_.end() ? nullptr : it->second;
+}
+
+// ------------------------------------------------------------------------------- namespace
+
+Result<std::pair<EntryOut, OpenOut>> Vfs::create(uint64_t parent, std::string name, uint32_t mode, int flags) {
+  HF_TRY(check_writable());
+  InodeTable::NewNode nn;
+  nn.kind = NodeKind::file;
+  nn.mtime_ns = now_unix_ns();
+  nn.perm = mode & 07777;
+  auto info = table_.create(parent, name, nn, true);
+  if (!info.ok()) return std::move(info).error();
+  uint64_t ino = info->attr.ino;
+  std::lock_guard lk(mu_);
+  auto ws = write_state_locked(ino, *info, true);
+  if (!ws.ok()) {
+    (void)table_.remove(parent, name);
+    return std::move(ws).error();
+  }
+  (*ws)->ever_committed = false;
+  (*ws)->committed_gen = UINT64_MAX;  // a new file is dirty until its first commit, even empty
+  (*ws)->writers++;
+  auto h = std::make_unique<FileHandle>();
+  h->ino = ino;
+  h->writable = (flags & O_ACCMODE) != O_RDONLY;
+  OpenOut o;
+  o.fh = next_fh_++;
+  kernel_content_[ino] = Key32{};
+  files_.emplace(o.fh, std::move(h));
+  table_.add_lookup(ino);
+  return std::make_pair(entry_for(info->attr), o);
+}
+
+Result<EntryOut> Vfs::mkdir(uint64_t parent, std::string name, uint32_t mode) {
+  HF_TRY(check_writable());
+  InodeTable::NewNode nn;
+  nn.kind = NodeKind::dir;
+  nn.mtime_ns = now_unix_ns();
+  nn.perm = mode & 07777;
+  auto info = table_.create(parent, name, nn, true);
+  if (!info.ok()) return std::move(info).error();
+  table_.add_lookup(info->attr.ino);
+  return entry_for(info->attr);
+}
+
+Result<EntryOut> Vfs::symlink(std::string target, uint64_t parent, std::string name) {
+  HF_TRY(check_writable());
+  if (target.empty() || target.size() > 4095) return Error(Errc::invalid_argument, "invalid symlink target");
+  InodeTable::NewNode nn;
+  nn.kind = NodeKind::symlink;
+  nn.mtime_ns = now_unix_ns();
+  nn.symlink_target = std::move(target);
+  auto info = table_.create(parent, name, nn, true);
+  if (!info.ok()) return std::move(info).error();
+  table_.add_lookup(info->attr.ino);
+  return entry_for(info->attr);
+}
+
+Task<Status> Vfs::unlink(uint64_t parent, std::string name, CancelPtr cancel) {
+  HF_CO_TRY(check_writable());
+  HF_CO_TRY(co_await ensure_listed(parent, cancel));
+  auto r = table_.lookup(parent, name);
+  if (r.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such file");
+  if (r.info.attr.kind == NodeKind::dir) co_return Error(Errc::is_dir, "is a directory");
+  uint64_t ino = r.info.attr.ino;
+  auto ws = write_state(ino);
+  bool remote = ws ? ws->ever_committed : !table_.is_local(ino);
+  if (remote && r.info.attr.kind == NodeKind::file) {
+    stats_.batches.fetch_add(1, std::memory_order_relaxed);
+    // (g++ 12 mishandles braced initializers inside co_await: build the ops first.)
+    std::vector<CommitOp> ops(1);
+    ops[0].kind = CommitOp::Kind::del;
+    ops[0].path = full_path(parent, name);
+    HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
+  }
+  HF_CO_TRY(table_.remove(parent, name));
+  if (ws) {
+    std::lock_guard lk(mu_);
+    ws->ever_committed = false;  // nothing to delete remotely any more; an open fd keeps the data
+  }
+  co_return Status{};
+}
+
+Task<Status> Vfs::rmdir(uint64_t parent, std::string name, CancelPtr cancel) {
+  HF_CO_TRY(check_writable());
+  HF_CO_TRY(co_await ensure_listed(parent, cancel));
+  auto r = table_.lookup(parent, name);
+  if (r.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such directory");
+  if (r.info.attr.kind != NodeKind::dir) co_return Error(Errc::not_dir, "not a directory");
+  HF_CO_TRY(co_await ensure_listed(r.info.attr.ino, cancel));
+  auto snap = table_.snapshot(r.info.attr.ino);
+  if (snap && !snap->entries.empty()) co_return Error(Errc::not_empty, "directory not empty");
+  HF_CO_TRY(table_.remove(parent, name));
+  co_return Status{};
+}
+
+Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent, std::string new_name, bool no_replace,
+                         CancelPtr cancel) {
+  HF_CO_TRY(check_writable());
+  HF_CO_TRY(co_await ensure_listed(parent, cancel));
+  HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
+  auto src = table_.lookup(parent, name);
+  if (src.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such file or directory");
+  auto dst = table_.lookup(new_parent, new_name);
+  if (dst.state == InodeTable::ChildState::found) {
+    if (no_replace) co_return Error(Errc::exists, "target exists");
+    if (dst.info.attr.kind == NodeKind::dir && src.info.attr.kind != NodeKind::dir) co_return Error(Errc::is_dir, "target is a directory");
+    if (dst.info.attr.kind != NodeKind::dir && src.info.attr.kind == NodeKind::dir) co_return Error(Errc::not_dir, "target is not a directory");
+  }
+  std::string old_path = full_path(parent, name), new_path = full_path(new_parent, new_name);
+
+  // Committed files under the source move remotely: one add per file at the new path (same
+  // content hash: nothing is re-uploaded), then the deletes, adds first as the Hub requires.
+  std::vector<std::pair<std::string, std::string>> moves;  // old path, new path
+  std::vector<std::pair<uint64_t, std::string>> files;
+  if (src.info.attr.kind == NodeKind::dir) {
+    // Load the whole subtree: a rename must move files nobody has looked at yet.
+    std::vector<uint64_t> pending{src.info.attr.ino};
+    while (!pending.empty()) {
+      uint64_t d = pending.back();
+      pending.pop_back();
+      HF_CO_TRY(co_await ensure_listed(d, cancel));
+      if (auto snap = table_.snapshot(d)) {
+        for (auto& e : snap->entries) {
+          if (e.attr.kind == NodeKind::dir) pending.push_back(e.attr.ino);
+        }
+      }
+    }
+    files = table_.files_below(src.info.attr.ino);
+  } else {
+    files.emplace_back(src.info.attr.ino, "");
+  }
+  std::vector<CommitOp> adds, dels;
+  for (auto& [ino, rel] : files) {
+    auto n = table_.get(ino);
+    if (!n || n->attr.kind != NodeKind::file || n->content.source != Content::Source::xet) continue;
+    auto ws = write_state(ino);
+    bool committed = ws ? ws->ever_committed : !table_.is_local(ino);
+    if (!committed) continue;
+    std::string from = rel.empty() ? old_path : old_path + "/" + rel;
+    std::string to = rel.empty() ? new_path : new_path + "/" + rel;
+    xet::Hash h;
+    h.bytes = n->content.id;
+    CommitOp add;
+    add.path = to;
+    add.hash = h;
+    add.mtime_ms = n->attr.mtime_ns / 1000000;
+    adds.push_back(std::move(add));
+    CommitOp del;
+    del.kind = CommitOp::Kind::del;
+    del.path = from;
+    dels.push_back(std::move(del));
+  }
+  // Batches of at most 1000 lines; each batch is self-contained (its adds precede its
+  // deletes), so an interruption never leaves a file deleted without its new copy.
+  for (size_t i = 0; i < adds.size(); i += kMaxBatchOps / 2) {
+    std::vector<CommitOp> ops;
+    size_t n = std::min(kMaxBatchOps / 2, adds.size() - i);
+    ops.insert(ops.end(), adds.begin() + i, adds.begin() + i + n);
+    ops.insert(ops.end(), dels.begin() + i, dels.begin() + i + n);
+    stats_.batches.fetch_add(1, std::memory_order_relaxed);
+    HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
+  }
+  HF_CO_TRY(table_.rename(parent, name, new_parent, new_name, no_replace));
+  co_return Status{};
+}
+
+Task<Result<EntryOut>> Vfs::link(uint64_t ino, uint64_t new_parent, std::string new_name, CancelPtr cancel) {
+  HF_CO_TRY(check_writable());
+  auto n = table_.get(ino);
+  if (!n) co_return Error(Errc::not_found, "no such file");
+  if (n->attr.kind != NodeKind::file) co_return Error(Errc::not_permitted, "hard links to directories are not allowed");
+  HF_CO_TRY(co_await flush_ino_if_dirty(ino, cancel));
+  n = table_.get(ino);
+  if (!n || n->content.source != Content::Source::xet) {
+    co_return Error(Errc::unsupported, "only committed files can be linked");
+  }
+  HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
+  if (table_.lookup(new_parent, new_name).state == InodeTable::ChildState::found) co_return Error(Errc::exists, "target exists");
+  xet::Hash h;
+  h.bytes = n->content.id;
+  stats_.batches.fetch_add(1, std::memory_order_relaxed);
+  std::vector<CommitOp> ops(1);
+  ops[0].path = full_path(new_parent, new_name);
+  ops[0].hash = h;
+  ops[0].mtime_ms = n->attr.mtime_ns / 1000000;
+  HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
+  // A server-side copy: the new name is its own inode with the same content.
+  InodeTable::NewNode nn;
+  nn.kind = NodeKind::file;
+  nn.size = n->attr.size;
+  nn.mtime_ns = n->attr.mtime_ns;
+  nn.content = n->content;
+  auto info = table_.create(new_parent, new_name, nn, false);
+  if (!info.ok()) co_return std::move(info).error();
+  table_.add_lookup(info->attr.ino);
+  co_return entry_for(info->attr);
+}
+
+Task<Result<Attr>> Vfs::setattr(uint64_t ino, SetAttrIn in, CancelPtr cancel) {
+  auto n = table_.get(ino);
+  if (!n) co_return Error(Errc::not_found, "no such inode");
+  if (in.size || in.mode || in.uid || in.gid || in.mtime_ns) HF_CO_TRY(check_writable());
+  if (in.size) {
+    if (n->attr.kind == NodeKind::dir) co_return Error(Errc::is_dir, "is a directory");
+    std::shared_ptr<WriteState> ws;
+    {
+      std::lock_guard lk(mu_);
+      auto w = write_state_locked(ino, *n, *in.size == 0);
+      if (!w.ok()) co_return std::move(w).error();
+      ws = *w;
+    }
+    HF_CO_TRY(ws->staged->truncate(*in.size));
+    table_.set_size(ino, *in.size, now_unix_ns());
+    table_.set_local(ino, true);
+  }
+  if (in.mode || in.uid || in.gid || in.mtime_ns) {
+    table_.set_meta(ino, in.mode, in.uid, in.gid, in.mtime_ns);
+  }
+  // An mtime change of a clean committed file is sent to the bucket (the API carries mtime).
+  if (in.mtime_ns && !in.size && n->attr.kind == NodeKind::file && n->content.source == Content::Source::xet &&
+      !table_.is_local(ino) && !write_state(ino)) {
+    xet::Hash h;
+    h.bytes = n->content.id;
+    if (auto p = table_.path(ino)) {
+      stats_.batches.fetch_add(1, std::memory_order_relaxed);
+      std::vector<CommitOp> ops(1);
+      ops[0].path = *p;
+      ops[0].hash = h;
+      ops[0].mtime_ms = *in.mtime_ns / 1000000;
+      HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
+    }
+  }
+  auto after = table_.get(ino);
+  if (!after) co_return Error(Errc::not_found, "no such inode");
+  co_return after->attr;
+}
+
+// ------------------------------------------------------------------------------------ data
+
+Result<size_t> Vfs::write(uint64_t fh, uint64_t off, std::span<const uint8_t> data) {
+  std::shared_ptr<WriteState> ws;
+  uint64_t ino;
+  {
+    std::lock_guard lk(mu_);
+    auto it = files_.find(fh);
+    if (it == files_.end()) return Error(Errc::bad_handle, "unknown file handle");
+    if (!it->second->writable) return Error(Errc::bad_handle, "file not open for writing");
+    ino = it->second->ino;
+    auto w = writes_.find(ino);
+    if (w == writes_.end()) return Error(Errc::bad_handle, "file has no write state");
+    ws = w->second;
+  }
+  HF_TRY(ws->staged->write(off, data));
+  table_.set_size(ino, ws->staged->size(), now_unix_ns());
+  table_.set_local(ino, true);
+  stats_.bytes_written.fetch_add(data.size(), std::memory_order_relaxed);
+  return data.size();
+}
+
+Task<Result<ReadData>> Vfs::read_staged(std::shared_ptr<WriteState> ws, uint64_t off, uint64_t len, CancelPtr cancel) {
+  auto pieces = ws->staged->plan(off, len);
+  ReadData out;
+  if (pieces.empty()) co_return out;
+  uint64_t total = pieces.back().end - off;
+  auto buf = std::make_shared<std::vector<uint8_t>>(total);
+  for (auto& p : pieces) {
+    std::span<uint8_t> dst(buf->data() + (p.start - off), p.end - p.start);
+    if (p.inside) {
+      HF_CO_TRY(ws->staged->pread(p.start, dst));
+      continue;
+    }
+    if (!ws->base) co_return Error(Errc::internal, "unstaged range without a base");
+    auto r = co_await ws->base->read(p.start, p.end - p.start, nullptr, cancel);
+    if (!r.ok()) co_return std::move(r).error();
+    size_t pos = 0;
+    for (auto& s : r->slices) {
+      std::memcpy(dst.data() + pos, s.data->data() + s.offset, s.length);
+      pos += s.length;
+    }
+    if (pos != dst.size()) co_return Error(Errc::io, "base content shorter than expected");
+  }
+  out.bytes = total;
+  out.slices.push_back(ReadSlice{buf, 0, static_cast<uint32_t>(total)});
+  co_return out;
+}
+
+Task<Status> Vfs::flush(uint64_t fh, CancelPtr cancel) {
+  uint64_t ino;
+  {
+    std::lock_guard lk(mu_);
+    auto it = files_.find(fh);
+    if (it == files_.end() || !it->second->writable) co_return Status{};
+    ino = it->second->ino;
+  }
+  co_return co_await commit_ino(ino, cancel);
+}
+
+Task<Status> Vfs::fsync(uint64_t fh, CancelPtr cancel) {
+  uint64_t ino;
+  {
+    std::lock_guard lk(mu_);
+    auto it = files_.find(fh);
+    if (it == files_.end()) co_return Error(Errc::bad_handle, "unknown file handle");
+    ino = it->second->ino;
+  }
+  co_return co_await commit_ino(ino, cancel);
+}
+
+Task<Status> Vfs::flush_ino_if_dirty(uint64_t ino, CancelPtr cancel) { co_return co_await commit_ino(ino, cancel); }
+
+Task<Status> Vfs::flush_all() {
+  std::vector<uint64_t> inos;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [ino, ws] : writes_) inos.push_back(ino);
+  }
+  Status first;
+  for (uint64_t ino : inos) {
+    Status s = co_await commit_ino(ino, nullptr);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  co_return first;
+}
+
+Task<Status> Vfs::commit_ino(uint64_t ino, CancelPtr cancel) {
+  (void)cancel;  // a commit, once started, completes: interrupting close() must not lose data
+  for (;;) {
+    std::shared_ptr<WriteState> ws;
+    SharedResultPtr<Status> flight, mine;
+    {
+      std::lock_guard lk(mu_);
+      auto it = writes_.find(ino);
+      if (it == writes_.end()) co_return Status{};
+      ws = it->second;
+      if (ws->flight) {
+        flight = ws->flight;
+      } else {
+        if (ws->staged->generation() == ws->committed_gen) co_return Status{};
+        mine = ws->flight = SharedResult<Status>::create();
+      }
+    }
+    if (flight) {
+      (void)co_await flight->wait();  // someone else's commit; then re-check what is left
+      continue;
+    }
+    Status st;
+    for (int attempt = 1;; ++attempt) {
+      st = co_await commit_once(ino, ws);
+      if (st.ok() || attempt >= cfg_.commit_attempts || !retryable_commit(st.code())) break;
+      stats_.commit_retries.fetch_add(1, std::memory_order_relaxed);
+      HF_LOG_WARN("write", "commit of inode {} failed ({}), retrying", ino, st.error().describe());
+      co_await sleep_for_ms(cfg_.commit_retry_base_ms << (attempt - 1));
+    }
+    if (!st.ok()) {
+      stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
+      HF_LOG_ERROR("write", "commit of {} failed: {} (the data stays staged)", table_.path(ino).value_or("?"),
+                   st.error().describe());
+    }
+    {
+      std::lock_guard lk(mu_);
+      ws->flight.reset();
+    }
+    mine->set(st);
+    co_return st;
+  }
+}
+
+Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
+  auto path = table_.path(ino);
+  uint64_t gen = ws->staged->generation();
+  if (!path) {  // unlinked while open: there is nothing left to commit
+    std::lock_guard lk(mu_);
+    ws->committed_gen = gen;
+    co_return Status{};
+  }
+  std::string name = path->substr(path->rfind('/') == std::string::npos ? 0 : path->rfind('/') + 1);
+  if (cfg_.filter_os_junk && is_os_junk(name)) {
+    std::lock_guard lk(mu_);
+    ws->committed_gen = gen;  // kept in the mount, never uploaded
+    co_return Status{};
+  }
+  xet::UploadSink* sink = remote_.upload_sink();
+  if (!sink) co_return Error(Errc::read_only, "this source cannot be written");
+
+  uint64_t size = ws->staged->size();
+  uint64_t base_limit = ws->staged->base_limit();
+  auto staged = ws->staged;
+  auto base = ws->base;
+  net::any_io_executor io = ex_;
+  // Content reader for the uploader (runs on the cpu executor): staged bytes from the staging
+  // file, the rest from the base content (cache or network, waited for here, off the io
+  // threads).
+  auto pos = std::make_shared<uint64_t>(0);
+  xet::ReadFn read = [staged, base, size, pos, io](std::span<uint8_t> buf) -> Result<size_t> {
+    uint64_t n = std::min<uint64_t>(buf.size(), size - *pos);
+    if (n == 0) return size_t{0};
+    for (auto& p : staged->plan(*pos, n)) {
+      std::span<uint8_t> dst(buf.data() + (p.start - *pos), p.end - p.start);
+      if (p.inside) {
+        HF_TRY(staged->pread(p.start, dst));
+        continue;
+      }
+      if (!base) return Error(Errc::internal, "unstaged range without a base");
+      ReadData d;
+      if (!base->try_read_local(p.start, dst.size(), d)) {
+        std::promise<Result<ReadData>> prom;
+        auto fut = prom.get_future();
+        net::co_spawn(
+            io,
+            [&prom, base, start = p.start, len = dst.size()]() -> Task<void> {
+              prom.set_value(co_await base->read(start, len, nullptr, nullptr));
+            },
+            net::detached);
+        auto r = fut.get();
+        if (!r.ok()) return std::move(r).error();
+        d = std::move(*r);
+      }
+      size_t at = 0;
+      for (auto& s : d.slices) {
+        std::memcpy(dst.data() + at, s.data->data() + s.offset, s.length);
+        at += s.length;
+      }
+      if (at != dst.size()) return Error(Errc::io, "base content shorter than expected");
+    }
+    *pos += n;
+    return static_cast<size_t>(n);
+  };
+  // Unchanged chunks of the base content are referenced, not uploaded again.
+  xet::KnownAt known;
+  if (base) {
+    known = [staged, base, base_limit](uint64_t off, uint32_t len) -> std::optional<xet::ChunkLocation> {
+      if (off + len > base_limit || staged->touches_staged(off, len)) return std::nullopt;
+      auto c = base->chunk_at(off);
+      if (!c || c->len != len) return std::nullopt;
+      xet::Hash x;
+      x.bytes = c->xorb;
+      return xet::ChunkLocation{x, c->index};
+    };
+  }
+  xet::UploadSession session(*sink, ex_, cpu_, cfg_.upload);
+  auto up = co_await session.add_file(std::move(read), std::move(known));
+  if (!up.ok()) co_return std::move(up).error();
+  HF_CO_TRY(co_await session.finish());
+  auto n = table_.get(ino);
+  int64_t mtime_ns = n ? n->attr.mtime_ns : now_unix_ns();
+  stats_.batches.fetch_add(1, std::memory_order_relaxed);
+  std::vector<CommitOp> ops(1);
+  ops[0].path = *path;
+  ops[0].hash = up->file_hash;
+  ops[0].mtime_ms = mtime_ns / 1000000;
+  HF_CO_TRY(co_await remote_.commit(std::move(ops), nullptr));
+  stats_.commits.fetch_add(1, std::memory_order_relaxed);
+  stats_.uploaded_bytes.fetch_add(session.stats().xorb_bytes, std::memory_order_relaxed);
+  stats_.dedup_bytes.fetch_add(up->dedup_bytes, std::memory_order_relaxed);
+
+  Content c;
+  c.source = Content::Source::xet;
+  c.id = up->file_hash.bytes;
+  {
+    std::lock_guard lk(mu_);
+    ws->committed_gen = gen;
+    ws->ever_committed = true;
+    table_.set_content(ino, c, size, mtime_ns);
+    if (ws->staged->generation() == gen) table_.set_local(ino, false);
+    kernel_content_[ino] = c.id;  // the kernel's pages already hold these bytes
+  }
+  HF_LOG_DEBUG("write", "committed {} ({} bytes, {} new, {} deduplicated)", *path, size, up->new_bytes, up->dedup_bytes);
+  co_return Status{};
+}
+
+}  // namespace hf::fs

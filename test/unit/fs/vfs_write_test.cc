@@ -1,0 +1,260 @@
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+
+#include <boost/asio/thread_pool.hpp>
+#include <filesystem>
+#include <random>
+
+#include "base/sha256.h"
+#include "fake_remote.h"
+#include "fs/vfs.h"
+#include "harness.h"
+
+using namespace hf;
+using namespace hf::fs;
+using namespace hf::fs::testing;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/hf-vfsw-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+struct Bucket {
+  TempDir staging;
+  IoThreads io;
+  boost::asio::thread_pool cpu{1};
+  FakeRemote remote;
+  ChunkCache cache{64 << 20, nullptr};
+  std::unique_ptr<Vfs> vfs;
+
+  Bucket() {
+    remote.writable = true;
+    remote.add_dir("");
+    vfs = make();
+  }
+  ~Bucket() {
+    vfs.reset();
+    cpu.join();
+  }
+  std::unique_ptr<Vfs> make() {
+    VfsConfig c;
+    c.source = "hf://buckets/alice/scratch";
+    c.read_only = false;
+    c.staging_dir = staging.path;
+    c.reader.retry_base_ms = 1;
+    c.commit_retry_base_ms = 1;
+    c.upload.max_xorb_chunks = 64;
+    return std::make_unique<Vfs>(c, remote, cache, io.ex(), nullptr, cpu.get_executor());
+  }
+  uint64_t ino(Vfs& v, const std::string& path) {
+    uint64_t cur = kRootIno;
+    size_t start = 0;
+    while (start <= path.size()) {
+      size_t slash = path.find('/', start);
+      std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      auto r = io.run(v.lookup(cur, name, nullptr));
+      if (!r.ok() || r->attr.ino == 0) return 0;
+      cur = r->attr.ino;
+      if (slash == std::string::npos) break;
+      start = slash + 1;
+    }
+    return cur;
+  }
+  std::vector<uint8_t> read_all(Vfs& v, uint64_t ino) {
+    auto o = v.open(ino, O_RDONLY);
+    REQUIRE(o.ok());
+    std::vector<uint8_t> out;
+    for (uint64_t off = 0;; off += 1 << 20) {
+      auto r = io.run(v.read(o->fh, off, 1 << 20, nullptr));
+      REQUIRE(r.ok());
+      if (r->bytes == 0) break;
+      for (auto& s : r->slices) out.insert(out.end(), s.data->begin() + s.offset, s.data->begin() + s.offset + s.length);
+    }
+    v.release(o->fh);
+    return out;
+  }
+  Status write_file(const std::string& name, const std::vector<uint8_t>& data) {
+    auto c = vfs->create(kRootIno, name, 0644, O_WRONLY | O_CREAT);
+    if (!c.ok()) return c.error();
+    uint64_t fh = c->second.fh;
+    for (size_t off = 0; off < data.size(); off += 128 << 10) {
+      auto w = vfs->write(fh, off, std::span(data.data() + off, std::min<size_t>(128 << 10, data.size() - off)));
+      if (!w.ok()) return w.error();
+    }
+    Status st = io.run(vfs->flush(fh, nullptr));
+    vfs->release(fh);
+    return st;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a new file is committed at close and readable by a fresh mount") {
+  Bucket b;
+  auto data = random_bytes(3 << 20, 1);
+  REQUIRE(b.write_file("ckpt.bin", data).ok());
+  CHECK(b.remote.committed("ckpt.bin") == data);
+  CHECK(b.remote.commit_calls.load() == 1);
+  auto fresh = b.make();
+  uint64_t ino = b.ino(*fresh, "ckpt.bin");
+  REQUIRE(ino);
+  CHECK(b.read_all(*fresh, ino) == data);
+}
+
+TEST_CASE("an empty new file is committed too") {
+  Bucket b;
+  REQUIRE(b.write_file("empty", {}).ok());
+  auto got = b.remote.committed("empty");
+  REQUIRE(got);
+  CHECK(got->empty());
+}
+
+TEST_CASE("random writes, truncates and reads match an in-memory model (fsx-style)") {
+  Bucket b;
+  std::mt19937_64 rng(17);
+  auto c = b.vfs->create(kRootIno, "fsx.bin", 0644, O_RDWR | O_CREAT);
+  REQUIRE(c.ok());
+  uint64_t fh = c->second.fh, ino = c->first.attr.ino;
+  std::vector<uint8_t> model;
+  for (int op = 0; op < 3000; ++op) {
+    int kind = static_cast<int>(rng() % 10);
+    if (kind < 5) {  // write, sometimes past the end (a hole of zeros)
+      uint64_t off = rng() % (model.size() + 200000);
+      size_t len = 1 + rng() % 70000;
+      auto data = random_bytes(len, rng());
+      REQUIRE(b.vfs->write(fh, off, data).ok());
+      if (model.size() < off + len) model.resize(off + len, 0);
+      std::copy(data.begin(), data.end(), model.begin() + static_cast<long>(off));
+    } else if (kind < 6) {  // truncate down or up
+      uint64_t n = rng() % (model.size() + 100000);
+      SetAttrIn in;
+      in.size = n;
+      REQUIRE(b.io.run(b.vfs->setattr(ino, in, nullptr)).ok());
+      model.resize(n, 0);
+    } else if (kind < 9) {  // read a random range and compare
+      uint64_t off = rng() % (model.size() + 10);
+      size_t len = 1 + rng() % 200000;
+      auto r = b.io.run(b.vfs->read(fh, off, len, nullptr));
+      REQUIRE(r.ok());
+      std::vector<uint8_t> got;
+      for (auto& s : r->slices) got.insert(got.end(), s.data->begin() + s.offset, s.data->begin() + s.offset + s.length);
+      size_t want = off >= model.size() ? 0 : std::min<size_t>(len, model.size() - off);
+      REQUIRE(got.size() == want);
+      REQUIRE(std::equal(got.begin(), got.end(), model.begin() + static_cast<long>(std::min<size_t>(off, model.size()))));
+    } else {  // commit mid-way: later edits build on the committed content
+      REQUIRE(b.io.run(b.vfs->fsync(fh, nullptr)).ok());
+      REQUIRE(b.remote.committed("fsx.bin") == model);
+    }
+    REQUIRE(b.vfs->getattr(ino)->size == model.size());
+  }
+  REQUIRE(b.io.run(b.vfs->flush(fh, nullptr)).ok());
+  b.vfs->release(fh);
+  CHECK(b.remote.committed("fsx.bin") == model);
+  auto fresh = b.make();
+  CHECK(b.read_all(*fresh, b.ino(*fresh, "fsx.bin")) == model);
+}
+
+TEST_CASE("editing the middle of a large file uploads only the change and downloads nothing at open") {
+  Bucket b;
+  auto data = random_bytes(8 << 20, 2);
+  REQUIRE(b.write_file("big.bin", data).ok());
+  auto fresh = b.make();  // a new mount: nothing of big.bin is cached or known
+  b.vfs = std::move(fresh);
+  uint64_t ino = b.ino(*b.vfs, "big.bin");
+  uint64_t fetched0 = b.remote.fetched_bytes.load(), uploaded0 = b.remote.uploaded_xorb_bytes.load();
+  auto o = b.vfs->open(ino, O_WRONLY);
+  REQUIRE(o.ok());
+  auto patch = random_bytes(4096, 3);
+  REQUIRE(b.vfs->write(o->fh, 4 << 20, patch).ok());
+  CHECK(b.remote.fetched_bytes.load() == fetched0);  // writing needed no download
+  REQUIRE(b.io.run(b.vfs->flush(o->fh, nullptr)).ok());
+  b.vfs->release(o->fh);
+  std::copy(patch.begin(), patch.end(), data.begin() + (4 << 20));
+  CHECK(b.remote.committed("big.bin") == data);
+  uint64_t uploaded = b.remote.uploaded_xorb_bytes.load() - uploaded0;
+  CHECK(uploaded > 0);
+  CHECK(uploaded <= data.size() / 20);  // a few chunks around the edit
+}
+
+TEST_CASE("rename, link and unlink are applied to the bucket") {
+  Bucket b;
+  auto a = random_bytes(300000, 4);
+  auto c = random_bytes(200000, 5);
+  REQUIRE(b.write_file("a.bin", a).ok());
+  REQUIRE(b.write_file("c.bin", c).ok());
+  REQUIRE(b.vfs->mkdir(kRootIno, "dir", 0755).ok());
+  uint64_t dir = b.ino(*b.vfs, "dir");
+  REQUIRE(b.io.run(b.vfs->rename(kRootIno, "a.bin", dir, "a2.bin", false, nullptr)).ok());
+  CHECK_FALSE(b.remote.committed("a.bin"));
+  CHECK(b.remote.committed("dir/a2.bin") == a);
+  REQUIRE(b.io.run(b.vfs->rename(kRootIno, "dir", kRootIno, "moved", false, nullptr)).ok());
+  CHECK(b.remote.committed("moved/a2.bin") == a);
+  CHECK_FALSE(b.remote.committed("dir/a2.bin"));
+  auto l = b.io.run(b.vfs->link(b.ino(*b.vfs, "c.bin"), kRootIno, "c-link.bin", nullptr));
+  REQUIRE(l.ok());
+  CHECK(b.remote.committed("c-link.bin") == c);
+  REQUIRE(b.io.run(b.vfs->unlink(kRootIno, "c.bin", nullptr)).ok());
+  CHECK_FALSE(b.remote.committed("c.bin"));
+  CHECK(b.remote.committed("c-link.bin") == c);
+  CHECK(b.io.run(b.vfs->unlink(kRootIno, "c.bin", nullptr)).code() == Errc::not_found);
+  CHECK(b.io.run(b.vfs->rmdir(kRootIno, "moved", nullptr)).code() == Errc::not_empty);
+  CHECK(b.io.run(b.vfs->rename(kRootIno, "c-link.bin", kRootIno, "moved", false, nullptr)).code() == Errc::is_dir);
+}
+
+TEST_CASE("a failing commit is retried; a persistent failure fails close and keeps the data") {
+  Bucket b;
+  auto data = random_bytes(100000, 6);
+  b.remote.fail_commit = 2;
+  REQUIRE(b.write_file("r.bin", data).ok());  // succeeds on the third attempt
+  CHECK(b.vfs->stats().commit_retries.load() == 2);
+  CHECK(b.remote.committed("r.bin") == data);
+
+  auto more = random_bytes(50000, 7);
+  b.remote.fail_commit = 1000;
+  auto c = b.vfs->create(kRootIno, "s.bin", 0644, O_WRONLY);
+  REQUIRE(c.ok());
+  REQUIRE(b.vfs->write(c->second.fh, 0, more).ok());
+  Status st = b.io.run(b.vfs->flush(c->second.fh, nullptr));
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.code() == Errc::server_error);
+  CHECK_FALSE(b.remote.committed("s.bin"));
+  // Still readable locally, and committed once the bucket recovers.
+  CHECK(b.read_all(*b.vfs, c->first.attr.ino) == more);
+  b.remote.fail_commit = 0;
+  REQUIRE(b.io.run(b.vfs->fsync(c->second.fh, nullptr)).ok());
+  CHECK(b.remote.committed("s.bin") == more);
+  b.vfs->release(c->second.fh);
+}
+
+TEST_CASE("O_TRUNC reopen, junk names, and read-only mounts") {
+  Bucket b;
+  REQUIRE(b.write_file("t.txt", random_bytes(5000, 8)).ok());
+  uint64_t ino = b.ino(*b.vfs, "t.txt");
+  auto o = b.vfs->open(ino, O_WRONLY | O_TRUNC);
+  REQUIRE(o.ok());
+  CHECK(b.vfs->getattr(ino)->size == 0);
+  std::vector<uint8_t> small{'h', 'i'};
+  REQUIRE(b.vfs->write(o->fh, 0, small).ok());
+  REQUIRE(b.io.run(b.vfs->flush(o->fh, nullptr)).ok());
+  b.vfs->release(o->fh);
+  CHECK(b.remote.committed("t.txt") == small);
+
+  uint64_t calls = b.remote.commit_calls.load();
+  REQUIRE(b.write_file(".DS_Store", random_bytes(100, 9)).ok());
+  REQUIRE(b.write_file("._t.txt", random_bytes(100, 10)).ok());
+  CHECK(b.remote.commit_calls.load() == calls);  // never uploaded
+  CHECK(b.ino(*b.vfs, ".DS_Store") != 0);         // but present in the mount
+
+  VfsConfig ro;
+  ro.read_only = true;
+  Vfs rv(ro, b.remote, b.cache, b.io.ex());
+  CHECK(rv.create(kRootIno, "x", 0644, O_WRONLY).code() == Errc::read_only);
+  CHECK(rv.mkdir(kRootIno, "d", 0755).code() == Errc::read_only);
+}
