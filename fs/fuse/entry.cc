@@ -81,8 +81,32 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
   fuse_reply_attr(req, &st, c.vfs->config().attr_timeout);
 }
 
-void op_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, struct fuse_file_info*) {
-  reply_error(req, Error(Errc::read_only, "read-only mount"), "setattr");
+static void reply_attr(fuse_req_t req, Result<Attr> r) {
+  if (!r.ok()) {
+    reply_error(req, r.error(), "setattr");
+    return;
+  }
+  struct stat st;
+  fill_stat(*r, &st);
+  fuse_reply_attr(req, &st, ctx(req).vfs->config().attr_timeout);
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, struct fuse_file_info*) {
+  SetAttrIn in;
+  if (to_set & FUSE_SET_ATTR_SIZE) in.size = static_cast<uint64_t>(attr->st_size);
+  if (to_set & FUSE_SET_ATTR_MODE) in.mode = attr->st_mode & 07777;
+  if (to_set & FUSE_SET_ATTR_UID) in.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) in.gid = attr->st_gid;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    in.mtime_ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    in.mtime_ns = static_cast<int64_t>(attr->st_mtim.tv_sec) * 1000000000 + attr->st_mtim.tv_nsec;
+  }
+  // atime/ctime changes are accepted and ignored (no atime is stored anywhere).
+  auto cancel = make_cancel();
+  spawn_reply<Attr>(req, cancel, ctx(req).vfs->setattr(ino, in, cancel), "setattr", reply_attr);
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {

@@ -51,7 +51,43 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_fil
                         reply_data);
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, struct fuse_file_info* fi) {
+  auto r = ctx(req).vfs->write(fi->fh, static_cast<uint64_t>(off),
+                               std::span(reinterpret_cast<const uint8_t*>(buf), size));
+  if (!r.ok()) {
+    reply_error(req, r.error(), "write");
+    return;
+  }
+  fuse_reply_write(req, *r);
+}
+
+namespace {
+Task<Result<bool>> status_task(Task<Status> t) {
+  Status st = co_await std::move(t);
+  if (!st.ok()) co_return st.error();
+  co_return true;
+}
+void reply_done(fuse_req_t req, Result<bool> r, const char* op) {
+  if (!r.ok()) {
+    reply_error(req, r.error(), op);
+    return;
+  }
+  fuse_reply_err(req, 0);
+}
+}  // namespace
+
+// close(2): the upload and commit of a written file happen here, so close reports failures.
+void op_flush(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  auto cancel = make_cancel();
+  spawn_reply<bool>(req, cancel, status_task(ctx(req).vfs->flush(fi->fh, cancel)), "flush",
+                    [](fuse_req_t r, Result<bool> res) { reply_done(r, std::move(res), "flush"); });
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int, struct fuse_file_info* fi) {
+  auto cancel = make_cancel();
+  spawn_reply<bool>(req, cancel, status_task(ctx(req).vfs->fsync(fi->fh, cancel)), "fsync",
+                    [](fuse_req_t r, Result<bool> res) { reply_done(r, std::move(res), "fsync"); });
+}
 
 void op_release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
   ctx(req).vfs->release(fi->fh);

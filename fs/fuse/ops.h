@@ -29,6 +29,16 @@ void op_listxattr(fuse_req_t, fuse_ino_t, size_t);
 void op_setxattr(fuse_req_t, fuse_ino_t, const char*, const char*, size_t, int);
 void op_removexattr(fuse_req_t, fuse_ino_t, const char*);
 void op_statfs(fuse_req_t, fuse_ino_t);
+void op_write(fuse_req_t, fuse_ino_t, const char* buf, size_t size, off_t off, struct fuse_file_info*);
+void op_fsync(fuse_req_t, fuse_ino_t, int datasync, struct fuse_file_info*);
+void op_create(fuse_req_t, fuse_ino_t parent, const char* name, mode_t mode, struct fuse_file_info*);
+void op_mkdir(fuse_req_t, fuse_ino_t parent, const char* name, mode_t mode);
+void op_symlink(fuse_req_t, const char* link, fuse_ino_t parent, const char* name);
+void op_unlink(fuse_req_t, fuse_ino_t parent, const char* name);
+void op_rmdir(fuse_req_t, fuse_ino_t parent, const char* name);
+void op_rename(fuse_req_t, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+               unsigned int flags);
+void op_link(fuse_req_t, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
 
 struct fuse_lowlevel_ops make_ops();
 

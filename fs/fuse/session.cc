@@ -58,6 +58,15 @@ struct fuse_lowlevel_ops make_ops() {
   ops.setxattr = op_setxattr;
   ops.removexattr = op_removexattr;
   ops.statfs = op_statfs;
+  ops.write = op_write;
+  ops.fsync = op_fsync;
+  ops.create = op_create;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.rename = op_rename;
+  ops.link = op_link;
   return ops;
 }
 
