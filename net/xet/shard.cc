@@ -61,12 +61,25 @@ bool is_bookend(const uint8_t* rec) {
   return true;
 }
 
-Status check_files(const Shard& shard) {
+// Verification entries are all-or-none per shard (§5.4.3): every file carries the flag when
+// any file has entries, or when every file is empty (XC flags empty files too).
+bool shard_has_verification(const Shard& shard) {
+  bool all_empty = true;
   for (const FileInfo& f : shard.files) {
-    if (!f.verification.empty() && f.verification.size() != f.terms.size()) {
+    if (!f.verification.empty()) return true;
+    all_empty = all_empty && f.terms.empty();
+  }
+  return all_empty;
+}
+
+Status check_files(const Shard& shard) {
+  const bool flagged = shard_has_verification(shard);
+  for (const FileInfo& f : shard.files) {
+    if (flagged ? f.verification.size() != f.terms.size() : !f.verification.empty()) {
       return make_error(Errc::invalid_argument,
-                        fmt::format("file {}: {} verification entries for {} terms", f.file_hash.hex(),
-                                    f.verification.size(), f.terms.size()));
+                        fmt::format("file {}: {} verification entries for {} terms (verification is all-or-none "
+                                    "per shard)",
+                                    f.file_hash.hex(), f.verification.size(), f.terms.size()));
     }
   }
   return {};
@@ -89,9 +102,9 @@ void write_header(Writer& w, uint64_t footer_size) {
 // Writes the file and CAS sections (each ending with its bookend). Returns the offset of
 // the CAS section.
 uint64_t write_sections(Writer& w, const Shard& shard) {
+  const bool flagged = shard_has_verification(shard);
   for (const FileInfo& f : shard.files) {
-    uint32_t flags = (f.verification.empty() ? 0 : kFileFlagWithVerification) |
-                     (f.sha256 ? kFileFlagWithMetadataExt : 0);
+    uint32_t flags = (flagged ? kFileFlagWithVerification : 0) | (f.sha256 ? kFileFlagWithMetadataExt : 0);
     w.hash(f.file_hash);
     w.u32(flags);
     w.u32(static_cast<uint32_t>(f.terms.size()));

@@ -91,9 +91,10 @@ struct Shard {
 };
 
 // Upload body (§5.8 shape 1): header with footer_size 0, file section, CAS section, no
-// lookup tables, no footer. Files carry verification entries iff `verification` is non-empty
-// (it must then have one entry per term) and the metadata ext iff `sha256` is set.
-// Errc::invalid_argument if a verification list has the wrong length.
+// lookup tables, no footer. Verification is all-or-none per shard: if any file has
+// `verification` entries (or every file is empty, as XC does) every file is flagged and must
+// have exactly one entry per term; otherwise no file may have any. Errc::invalid_argument
+// if that does not hold. The metadata ext is written iff `sha256` is set.
 Result<std::vector<uint8_t>> serialize_upload_shard(const Shard& shard);
 
 struct FullShardParams {

@@ -133,9 +133,26 @@ TEST_CASE("shard without verification or metadata, several files and xorbs") {
   REQUIRE(p.files.size() == 4);
   for (size_t i = 0; i < 4; ++i) CHECK(p.files[i] == s.files[i]);
   CHECK(p.xorbs == s.xorbs);
-  // Verification list with the wrong length is refused by the serializer.
+  // Verification is all-or-none: a shard where one file has entries and others not, or
+  // where a list has the wrong length, is refused by the serializer.
+  s.files[1].verification.resize(2);
+  CHECK(serialize_upload_shard(s).code() == Errc::invalid_argument);
   s.files[1].verification.resize(1);
   CHECK(serialize_upload_shard(s).code() == Errc::invalid_argument);
+  // With entries for every file, the empty file is flagged too (XC behaviour).
+  for (auto& f : s.files) f.verification.assign(f.terms.size(), Hash{});
+  auto flagged = serialize_upload_shard(s).value();
+  const size_t empty_file_at = 48 * (1 + 3 + 5 + 7);  // header + three files with verification
+  uint32_t flags;
+  std::memcpy(&flags, flagged.data() + empty_file_at + 32, 4);
+  CHECK(flags == kFileFlagWithVerification);
+  CHECK(parse_shard(flagged).value().files[3] == s.files[3]);
+  // A shard of empty files only is flagged as well.
+  Shard only_empty;
+  only_empty.files.push_back(FileInfo{});
+  auto e = serialize_upload_shard(only_empty).value();
+  std::memcpy(&flags, e.data() + 48 + 32, 4);
+  CHECK(flags == kFileFlagWithVerification);
 }
 
 TEST_CASE("full shard with lookup tables and footer round-trips") {
@@ -311,12 +328,18 @@ TEST_CASE("parse_shard rejects bad input") {
 }
 
 TEST_CASE("only some files with verification is rejected (§5.4.3)") {
+  // The serializer refuses to write such a shard, so splice one together: the §11.4 shard
+  // plus a second file block without verification inserted before the file bookend.
   Shard s = worked_example_shard();
   FileInfo plain = s.files[0];
   plain.file_hash.bytes[0] ^= 1;
   plain.verification.clear();
-  s.files.push_back(plain);
+  plain.sha256.reset();
+  CHECK(serialize_upload_shard(Shard{{s.files[0], plain}, {}, {}}).code() == Errc::invalid_argument);
   auto bytes = serialize_upload_shard(s).value();
+  auto other = serialize_upload_shard(Shard{{plain}, {}, {}}).value();
+  bytes.insert(bytes.begin() + 0xF0, other.begin() + 48, other.begin() + 48 + 2 * 48);
+  REQUIRE(bytes.size() == 480 + 96);
   expect_error(bytes, Errc::protocol, "only some files contain verification");
 }
 
