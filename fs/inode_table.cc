@@ -430,6 +430,24 @@ void InodeTable::set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optio
   if (auto p = nodes_.find(n.parent); p != nodes_.end()) p->second->snap.reset();
 }
 
+std::vector<uint64_t> InodeTable::listed_directories() const {
+  std::shared_lock lk(mu_);
+  std::vector<uint64_t> out;
+  std::vector<uint64_t> stack{kRootIno};
+  while (!stack.empty()) {
+    uint64_t ino = stack.back();
+    stack.pop_back();
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end() || !it->second->listed) continue;
+    out.push_back(ino);
+    for (auto& [name, cino] : it->second->children) {
+      auto c = nodes_.find(cino);
+      if (c != nodes_.end() && c->second->kind == NodeKind::dir && c->second->listed) stack.push_back(cino);
+    }
+  }
+  return out;
+}
+
 std::vector<std::pair<uint64_t, std::string>> InodeTable::files_below(uint64_t dir) const {
   std::shared_lock lk(mu_);
   std::vector<std::pair<uint64_t, std::string>> out;

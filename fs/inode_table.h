@@ -128,6 +128,8 @@ class InodeTable {
   // chmod/chown/utimes: nullopt leaves a field unchanged.
   void set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optional<uint32_t> uid, std::optional<uint32_t> gid,
                 std::optional<int64_t> mtime_ns);
+  // Every listed directory (for relisting after a remote change), parents before children.
+  std::vector<uint64_t> listed_directories() const;
   // Files below a directory (recursively, loaded part of the tree only), as (ino, relative path).
   std::vector<std::pair<uint64_t, std::string>> files_below(uint64_t dir) const;
 

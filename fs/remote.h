@@ -60,6 +60,15 @@ class Remote {
   // The revision tag of the current view (a commit sha for repos, a change marker for buckets).
   virtual std::string revision() const = 0;
 
+  // Asks the Hub what the view's revision resolves to now (repos: the branch head commit;
+  // buckets: the bucket's updatedAt). Used by the change poller.
+  virtual Task<Result<std::string>> probe_revision(CancelPtr cancel) {
+    (void)cancel;
+    co_return revision();
+  }
+  // Makes `rev` the revision used by later calls (after the poller saw a change).
+  virtual void set_revision(std::string rev) { (void)rev; }
+
   // Direct children of `dir` at revision `rev`.
   virtual Task<Result<std::vector<RemoteEntry>>> list_dir(std::string rev, std::string dir, CancelPtr cancel) = 0;
 

@@ -16,6 +16,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -56,6 +58,16 @@ struct VfsConfig {
   xet::UploadOptions upload;
 };
 
+// Kernel cache invalidations the core asks for. The FUSE layer executes them on a dedicated
+// thread: the kernel may block these calls on page locks held by reads that wait for this very
+// process, so they must never run on a FUSE worker or an io thread (hf-mount #156, #195).
+struct Invalidation {
+  enum class Kind { inode_pages, inode_attrs, entry } kind = Kind::inode_attrs;
+  uint64_t ino = 0;     // inode, or parent for entries
+  std::string name;     // entries
+};
+using Invalidator = std::function<void(std::vector<Invalidation>)>;
+
 // setattr request (the FUSE layer translates FUSE_SET_ATTR_* into this).
 struct SetAttrIn {
   std::optional<uint64_t> size;
@@ -92,6 +104,7 @@ struct VfsStats {
   std::atomic<uint64_t> listings_from_store{0};
   std::atomic<uint64_t> commits{0}, commit_failures{0}, commit_retries{0}, bytes_written{0}, batches{0};
   std::atomic<uint64_t> uploaded_bytes{0}, dedup_bytes{0};
+  std::atomic<uint64_t> polls{0}, revision_changes{0}, invalidations{0};
   std::atomic<uint64_t> reads{0}, reads_fast{0}, read_bytes{0}, read_errors{0};
   ReaderStats reader;
 };
@@ -162,6 +175,15 @@ class Vfs {
   // Commits every dirty file (unmount).
   Task<Status> flush_all();
 
+  // --- remote changes ---
+  void set_invalidator(Invalidator inv);
+  // Checks once whether the revision moved; if so relists every loaded directory at the new
+  // revision, updates the tree (local changes win) and invalidates what changed. Returns true
+  // if the view changed.
+  Task<Result<bool>> poll_once(CancelPtr cancel);
+  // poll_once every `interval` until the Vfs is destroyed (401s and failures back off).
+  Task<void> poll_loop(std::chrono::seconds interval);
+
  private:
   struct FileHandle {
     uint64_t ino;
@@ -218,6 +240,7 @@ class Vfs {
   // Content the kernel may hold pages of, per inode (decides FOPEN_KEEP_CACHE).
   std::unordered_map<uint64_t, Key32> kernel_content_;
   std::unordered_map<uint64_t, std::shared_ptr<WriteState>> writes_;
+  Invalidator invalidator_;
 };
 
 }  // namespace hf::fs

@@ -2,7 +2,11 @@
 // file.cc, xattr.cc, statfs.cc) and the session runner.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -64,9 +68,18 @@ class Session {
   // might be waiting on: the kernel can block these calls on page locks held by reads.
   int invalidate_inode(uint64_t ino, bool pages);
   int invalidate_entry(uint64_t parent, const std::string& name);
+  // An Invalidator for the core: queues the requests for a dedicated thread owned by the
+  // session (stopped, and later requests dropped, before the session unmounts).
+  Invalidator invalidator();
 
  private:
   Session() = default;
+  void invalidation_loop();
+  std::mutex inv_mu_;
+  std::condition_variable inv_cv_;
+  std::deque<Invalidation> inv_queue_;
+  bool inv_stop_ = false;
+  std::thread inv_thread_;
   FuseContext* ctx_ = nullptr;
   struct fuse_session* se_ = nullptr;
   SessionOptions opts_;

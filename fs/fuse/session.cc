@@ -150,7 +150,47 @@ int Session::invalidate_entry(uint64_t parent, const std::string& name) {
   return fuse_lowlevel_notify_inval_entry(se_, parent, name.c_str(), name.size());
 }
 
+Invalidator Session::invalidator() {
+  {
+    std::lock_guard lk(inv_mu_);
+    if (!inv_thread_.joinable()) inv_thread_ = std::thread([this] { invalidation_loop(); });
+  }
+  return [this](std::vector<Invalidation> inv) {
+    std::lock_guard lk(inv_mu_);
+    if (inv_stop_) return;
+    for (auto& i : inv) inv_queue_.push_back(std::move(i));
+    inv_cv_.notify_one();
+  };
+}
+
+void Session::invalidation_loop() {
+  std::unique_lock lk(inv_mu_);
+  for (;;) {
+    inv_cv_.wait(lk, [&] { return inv_stop_ || !inv_queue_.empty(); });
+    if (inv_stop_) return;
+    Invalidation i = std::move(inv_queue_.front());
+    inv_queue_.pop_front();
+    lk.unlock();
+    int r = 0;
+    switch (i.kind) {
+      case Invalidation::Kind::inode_pages: r = invalidate_inode(i.ino, true); break;
+      case Invalidation::Kind::inode_attrs: r = invalidate_inode(i.ino, false); break;
+      case Invalidation::Kind::entry: r = invalidate_entry(i.ino, i.name); break;
+    }
+    // -ENOENT: the kernel does not know the inode/entry, which is fine.
+    if (r != 0 && r != -ENOENT) HF_LOG_DEBUG("fuse", "invalidation of inode {} returned {}", i.ino, r);
+    lk.lock();
+  }
+}
+
 Session::~Session() {
+  {
+    std::lock_guard lk(inv_mu_);
+    inv_stop_ = true;
+    inv_queue_.clear();
+  }
+  inv_cv_.notify_all();
+  if (inv_thread_.joinable()) inv_thread_.join();
   if (mounted_) fuse_session_unmount(se_);
   if (handlers_) fuse_remove_signal_handlers(se_);
   if (se_) fuse_session_destroy(se_);

@@ -52,8 +52,28 @@ class FakeRemote : public Remote, public xet::UploadSink {
   // Counters.
   std::atomic<uint64_t> reconstruct_calls{0}, fetch_calls{0}, fetched_bytes{0}, list_calls{0}, download_calls{0};
 
-  std::string revision() const override { return rev_; }
-  void set_revision(std::string r) { rev_ = std::move(r); }
+  std::string revision() const override {
+    std::lock_guard lk(mu_);
+    return rev_;
+  }
+  void set_revision(std::string r) override {
+    std::lock_guard lk(mu_);
+    rev_ = std::move(r);
+  }
+  // What probe_revision() reports (the "branch head").
+  void set_head(std::string h) {
+    std::lock_guard lk(mu_);
+    head_ = std::move(h);
+  }
+  Task<Result<std::string>> probe_revision(CancelPtr) override {
+    std::lock_guard lk(mu_);
+    co_return head_.empty() ? rev_ : head_;
+  }
+  void remove_file(const std::string& path) {
+    std::lock_guard lk(mu_);
+    auto& es = dirs_[dirname(path)];
+    es.erase(std::remove_if(es.begin(), es.end(), [&](auto& e) { return e.name == basename(path); }), es.end());
+  }
 
   void add_dir(const std::string& path) {
     std::lock_guard lk(mu_);
@@ -363,8 +383,9 @@ class FakeRemote : public Remote, public xet::UploadSink {
     co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
   }
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::string rev_ = "1111111111111111111111111111111111111111";
+  std::string head_;
   std::map<std::string, std::vector<RemoteEntry>> dirs_;
   std::map<std::string, XetFile> files_;
   std::map<std::string, std::vector<std::vector<uint8_t>>> xorbs_;

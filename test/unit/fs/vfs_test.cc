@@ -244,3 +244,77 @@ TEST_CASE("a remount serves listings and cached bytes with the network gone") {
   REQUIRE(miss.ok());
   CHECK(miss->attr.ino == 0);
 }
+
+TEST_CASE("a moved branch is followed: changes appear, open files keep their bytes, kernel caches are invalidated") {
+  IoThreads io;
+  FakeRemote remote;
+  auto v1 = random_bytes(300000, 11);
+  auto keep = random_bytes(1000, 12);
+  remote.add_xet_file("model.bin", v1);
+  remote.add_xet_file("keep.bin", keep);
+  remote.add_xet_file("gone.bin", random_bytes(500, 13));
+  ChunkCache cache(64 << 20, nullptr);
+  Vfs v(config(), remote, cache, io.ex());
+  std::vector<Invalidation> seen;
+  std::mutex seen_mu;
+  v.set_invalidator([&](std::vector<Invalidation> inv) {
+    std::lock_guard lk(seen_mu);
+    seen.insert(seen.end(), inv.begin(), inv.end());
+  });
+  uint64_t model = walk(io, v, "model.bin")->attr.ino;
+  uint64_t keep_ino = walk(io, v, "keep.bin")->attr.ino;
+  auto open_old = v.open(model, O_RDONLY);  // held open across the change
+  REQUIRE(open_old.ok());
+
+  CHECK_FALSE(io.run(v.poll_once(nullptr)).value());  // nothing moved yet
+
+  // The branch moves: model.bin changes, gone.bin disappears, new.bin appears.
+  auto v2 = random_bytes(400000, 14);
+  remote.remove_file("model.bin");
+  remote.remove_file("gone.bin");
+  remote.add_xet_file("model.bin", v2);
+  remote.add_xet_file("new.bin", random_bytes(700, 15));
+  remote.set_head("2222222222222222222222222222222222222222");
+  REQUIRE(io.run(v.poll_once(nullptr)).value());
+  CHECK(v.revision() == "2222222222222222222222222222222222222222");
+
+  CHECK(walk(io, v, "model.bin")->attr.ino == model);  // same inode, new content
+  CHECK(v.getattr(model)->size == v2.size());
+  CHECK(walk(io, v, "keep.bin")->attr.ino == keep_ino);
+  CHECK(walk(io, v, "new.bin").ok());
+  CHECK(io.run(v.lookup(kRootIno, "gone.bin", nullptr))->attr.ino == 0);
+
+  // The handle opened before the change still reads the old bytes...
+  std::vector<uint8_t> old_bytes;
+  for (uint64_t off = 0; off < v1.size(); off += 65536) {
+    auto r = io.run(v.read(open_old->fh, off, 65536, nullptr));
+    REQUIRE(r.ok());
+    old_bytes.insert(old_bytes.end(), r->slices[0].data->begin() + r->slices[0].offset,
+                     r->slices[0].data->begin() + r->slices[0].offset + r->slices[0].length);
+    for (size_t i = 1; i < r->slices.size(); ++i) {
+      auto& s = r->slices[i];
+      old_bytes.insert(old_bytes.end(), s.data->begin() + s.offset, s.data->begin() + s.offset + s.length);
+    }
+  }
+  CHECK(old_bytes == v1);
+  v.release(open_old->fh);
+  // ...and a new open reads the new ones, with the kernel told to drop its pages.
+  auto reopened = v.open(model, O_RDONLY);
+  REQUIRE(reopened.ok());
+  CHECK_FALSE(reopened->keep_cache);
+  v.release(reopened->fh);
+
+  std::lock_guard lk(seen_mu);
+  auto has = [&](Invalidation::Kind k, uint64_t ino, const std::string& name) {
+    for (auto& i : seen) {
+      if (i.kind == k && i.ino == ino && i.name == name) return true;
+    }
+    return false;
+  };
+  CHECK(has(Invalidation::Kind::entry, kRootIno, "gone.bin"));
+  CHECK(has(Invalidation::Kind::entry, kRootIno, "new.bin"));
+  CHECK(has(Invalidation::Kind::inode_attrs, model, ""));  // open at the time: attributes only
+  CHECK_FALSE(has(Invalidation::Kind::inode_pages, model, ""));
+  CHECK(has(Invalidation::Kind::inode_pages, kRootIno, ""));
+  CHECK_FALSE(has(Invalidation::Kind::inode_pages, keep_ino, ""));
+}
