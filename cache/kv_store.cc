@@ -189,12 +189,14 @@ struct KvStore::Impl {
     }
     if (!s.ok()) {
       impl->db = nullptr;
-      // RocksDB reports the LOCK file held (fcntl lock of another process, or "lock hold by
-      // current process") as an IOError.
+      // RocksDB reports the LOCK file held as an IOError: "While lock file: <path>/LOCK: ..."
+      // (another process) or "lock hold by current process" (this one).
+      const std::string what = s.ToString();
       if (!impl->secondary && s.IsIOError() &&
-          to_lower(s.ToString()).find("lock") != std::string::npos)
+          (what.find("While lock file") != std::string::npos ||
+           what.find("lock hold by current process") != std::string::npos))
         return make_error(Errc::busy, fmt::format("kv store {} is in use by another process or "
-                                                  "instance ({})", path, s.ToString()));
+                                                  "instance ({})", path, what));
       return to_error(s, (impl->secondary ? "open secondary " : "open ") + path);
     }
     return impl;

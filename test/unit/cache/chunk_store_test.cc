@@ -256,6 +256,20 @@ TEST_CASE("disk store: invalid arguments and a disabled store", "[cache][disk]")
   CHECK_FALSE(fs::exists(o.dir));  // disabled: nothing on disk
 }
 
+TEST_CASE("disk store: durable mode (fsync) stores and reads the same way", "[cache][disk]") {
+  TempDir td;
+  DiskChunkStoreOptions o;
+  o.dir = td.path();
+  o.fsync = true;
+  auto s = DiskChunkStore::open(o);
+  REQUIRE(s.ok());
+  REQUIRE((*s)->put_run(xorb_key(1), 3, make_run(1, 3, 4)).ok());
+  auto parsed = parse_run(read_file(run_path(td.path(), xorb_key(1), 3, 7)));
+  REQUIRE(parsed);
+  CHECK(parsed->chunks[3] == chunk_content(1, 6));
+  CHECK(**(*s)->get(xorb_key(1), 6) == chunk_content(1, 6));
+}
+
 TEST_CASE("disk store: a run larger than the bound is skipped, not written", "[cache][disk]") {
   TempDir td;
   auto s = open_store(td.path(), 64 * 1024);

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -267,6 +269,21 @@ TEST_CASE("kv: a second writer gets busy; a secondary follows the primary",
   REQUIRE((*sec)->try_catch_up().ok());
   CHECK((*sec)->get("inodes", "c")->value() == "3");
   CHECK((*sec)->compact().code() == Errc::read_only);
+}
+
+TEST_CASE("kv: a damaged DB is an error, not busy (even with 'lock' in its path)", "[cache][kv]") {
+  TempDir td;
+  const std::string path = td.path() + "/lockdir/db";
+  std::filesystem::create_directories(path);
+  {
+    std::ofstream f(path + "/CURRENT");
+    f << "MANIFEST-999999\n";
+  }
+  auto r = KvStore::open(path);
+  REQUIRE_FALSE(r.ok());
+  INFO(r.error().describe());
+  CHECK(r.code() != Errc::busy);
+  CHECK((r.code() == Errc::io || r.code() == Errc::corrupt));
 }
 
 TEST_CASE("kv: open_secondary of a missing DB fails cleanly", "[cache][kv]") {
