@@ -12,8 +12,8 @@
 //
 // A *run* holds the consecutive decoded chunks [first, end) of one xorb, written by one fetch.
 // Why runs instead of one file per chunk: a cold sequential read produces 1-16 MiB of
-// consecutive chunks at once; one file per fetch costs one create + one writev + one rename
-// instead of hundreds, keeps the file count (and eviction scans) small, and lets a sequential
+// consecutive chunks at once; one file per fetch costs one create, a few pwritev and one rename
+// instead of hundreds of each, keeps the file count (and eviction scans) small, and lets a sequential
 // re-read fetch many chunks with one preadv. Overlapping runs (two processes fetched the same
 // range) are legal; lookups pick any run that covers the index.
 //
@@ -25,7 +25,7 @@
 //   XXH3-64 of the entry table (8)
 //   chunk data, back to back (entry i's offset = end of entry i-1)
 // Every read verifies the chunk's XXH3-64; the header and table are verified when first loaded
-// (and the file size must match). Any mismatch or structural error unlinks the run and the
+// by a process (and the file size must match), then kept in memory. Any mismatch or structural error unlinks the run and the
 // lookup returns a miss: corrupt bytes never reach a caller.
 //
 // Crash safety: a run is written under tmp/ and rename()d into place (RENAME_NOREPLACE), so
