@@ -185,8 +185,13 @@ std::string escape_invalid_utf8(std::string_view s) {
           continue;
         }
       }
-      out.append(s.substr(i, 2));
-      i += 2;
+      if (static_cast<unsigned char>(s[i + 1]) < 0x80) {  // an ASCII escape: keep it whole
+        out.append(s.substr(i, 2));
+        i += 2;
+      } else {  // invalid JSON anyway; the byte after '\\' goes through the UTF-8 check below
+        out.push_back(c);
+        ++i;
+      }
       continue;
     }
     if (c == '"') in_string = !in_string;
