@@ -1,6 +1,7 @@
 #include "fs/mount.h"
 
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,13 +12,16 @@
 #include <cstring>
 #include <future>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "fs/chunk_cache.h"
 #include "fs/fuse/ops.h"
 #include "fs/hub_remote.h"
+#include "fs/meta_store.h"
 #include "fs/vfs.h"
 #include "net/http/client.h"
-#include "net/hub/hub_client.h"
+#include "net/hub/client.h"
+#include "net/xet/client/token_source.h"
 #include "net/xet/client/cas_client.h"
 
 namespace hf::fs {
@@ -100,8 +104,25 @@ Result<std::unique_ptr<Mount>> Mount::create(const MountConfig& cfg) {
   return m;
 }
 
+namespace {
+
+// Many cache files and RocksDB tables may be open at once: use the hard limit.
+void raise_fd_limit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+bool hub_unreachable(Errc c) { return c == Errc::network || c == Errc::tls || c == Errc::timed_out || c == Errc::offline; }
+
+}  // namespace
+
 Status Mount::boot(const MountConfig& cfg) {
   cfg_ = cfg;
+  raise_fd_limit();
+  info_.started_at_ns = now_unix_ns();
   info_.source = cfg.source.canonical();
   info_.revision = cfg.revision;
   info_.endpoint = cfg.endpoint;
@@ -110,45 +131,99 @@ Status Mount::boot(const MountConfig& cfg) {
     info_.endpoint = e && *e ? e : "https://huggingface.co";
     while (!info_.endpoint.empty() && info_.endpoint.back() == '/') info_.endpoint.pop_back();
   }
+  bool bucket = cfg.source.kind == SourceKind::bucket;
 
   // io threads: two are enough on the machines this targets; FUSE threads never wait on them.
   io_ = std::make_unique<net::io_context>(2);
   work_ = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(io_->get_executor());
   for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { io_->run(); });
+  cpu_ = std::make_unique<net::thread_pool>(1);
 
   http::ClientOptions ho;
   if (!cfg.ca_bundle.empty()) ho.extra_ca_file = cfg.ca_bundle;
   ho.insecure_skip_verify = cfg.insecure_tls;
   http_ = std::make_unique<http::Client>(*io_, ho);
 
-  tokens_ = std::make_shared<hub::TokenProvider>(hub::TokenProviderOptions{cfg.token, cfg.token_file});
+  hub::TokenProviderOptions to;
+  to.token = cfg.token;
+  to.token_file = cfg.token_file;
+  tokens_ = std::make_shared<hub::TokenProvider>(to);
+  if (auto t = tokens_->token(); !t.ok()) return std::move(t).error();
   hub::HubOptions hubo;
   hubo.endpoint = info_.endpoint;
   hubo.tokens = tokens_;
   hub_ = std::make_unique<hub::HubClient>(*http_, hubo);
 
+  info_.cache_dir = cfg.cache_dir.empty() ? default_cache_dir() : cfg.cache_dir;
+  HF_TRY(prepare_private_dir(info_.cache_dir));
   hub::RepoRef repo{repo_type(cfg.source.kind), cfg.source.repo_id};
-  if (cfg.source.kind == SourceKind::bucket) {
-    return Error(Errc::unsupported, "bucket mounts are not implemented yet");
+  std::string scope = info_.endpoint + "\n" + std::string(source_kind_name(cfg.source.kind)) + "\n" + cfg.source.repo_id;
+  if (auto m = MetaStore::open(info_.cache_dir, scope); m.ok()) {
+    meta_ = std::move(*m);
+  } else {
+    HF_LOG_WARN("mount", "metadata store unavailable ({}); continuing without persistence", m.error().describe());
   }
-  auto ri = run_sync(*io_, hub_->repo_info(repo, cfg.revision));
-  if (!ri.ok()) return std::move(ri).error();
-  info_.commit = ri->sha;
-  info_.repo_id = ri->id.empty() ? cfg.source.repo_id : ri->id;
-  info_.pinned = is_commit_sha(cfg.revision) && cfg.revision == ri->sha;
-  if (info_.commit.empty()) return Error(Errc::protocol, "the Hub did not report a commit for this revision");
+
+  // Resolve what to serve: the commit of the revision (repos) or the bucket's change marker.
+  // With the Hub unreachable, a revision resolved by an earlier mount is served from the cache.
+  int64_t last_modified_ns = 0;
+  Error resolve_error;
+  bool resolved = false;
+  if (!cfg.offline) {
+    if (bucket) {
+      auto bi = run_sync(*io_, hub_->bucket_info(repo));
+      if (bi.ok()) {
+        info_.commit = std::to_string(bi->updated_at_ns);
+        info_.repo_id = bi->id.empty() ? cfg.source.repo_id : bi->id;
+        last_modified_ns = bi->updated_at_ns;
+        resolved = true;
+      } else {
+        resolve_error = std::move(bi).error();
+      }
+    } else {
+      auto ri = run_sync(*io_, hub_->repo_info(repo, cfg.revision));
+      if (ri.ok()) {
+        info_.commit = ri->sha;
+        info_.repo_id = ri->id.empty() ? cfg.source.repo_id : ri->id;
+        last_modified_ns = ri->last_modified_ns;
+        resolved = true;
+      } else {
+        resolve_error = std::move(ri).error();
+      }
+    }
+    if (resolved && info_.commit.empty()) return Error(Errc::protocol, "the Hub did not report a commit for this revision");
+    if (resolved && meta_) {
+      (void)meta_->put_ref(cfg.revision, RefRecord{info_.commit, now_unix_ns(), last_modified_ns, info_.repo_id});
+    }
+  }
+  if (!resolved) {
+    if (!cfg.offline && !hub_unreachable(resolve_error.code)) return resolve_error;
+    auto ref = meta_ ? meta_->get_ref(cfg.revision) : std::nullopt;
+    if (!ref) {
+      if (cfg.offline) return Error(Errc::offline, "offline and nothing cached for " + info_.source + "@" + cfg.revision);
+      return resolve_error;
+    }
+    info_.offline = true;
+    info_.commit = ref->commit;
+    info_.repo_id = ref->repo_id.empty() ? cfg.source.repo_id : ref->repo_id;
+    last_modified_ns = ref->last_modified_ns;
+    HF_LOG_WARN("mount", "{}: serving cached commit {} (resolved {}); the Hub is unreachable ({})", info_.source,
+                info_.commit, format_iso8601(ref->resolved_at_ns),
+                cfg.offline ? std::string("offline mode") : resolve_error.message);
+  }
+  info_.pinned = !bucket && is_commit_sha(cfg.revision) && cfg.revision == info_.commit;
   if (info_.repo_id != cfg.source.repo_id) {
     HF_LOG_INFO("mount", "resolved repo alias {} -> {}", cfg.source.repo_id, info_.repo_id);
   }
   repo.id = info_.repo_id;
 
-  cas_tokens_ = std::make_shared<xet::HubTokenSource>(*hub_, repo, info_.commit, false);
+  bool writable = bucket && !cfg.read_only;
+  // A write token can read too: read-write bucket mounts use one token for both.
+  cas_tokens_ = std::make_shared<xet::HubTokenSource>(*hub_, repo, bucket ? std::string() : info_.commit, writable);
   cas_ = std::make_unique<xet::CasClient>(*http_, cas_tokens_, xet::CasOptions{});
 
   std::unique_ptr<cache::DiskChunkStore> disk;
-  info_.cache_dir = cfg.cache_dir.empty() ? default_cache_dir() : cfg.cache_dir;
   if (cfg.cache_size > 0) {
-    HF_TRY(prepare_private_dir(info_.cache_dir));
     cache::DiskChunkStoreOptions dso;
     dso.dir = info_.cache_dir;
     dso.max_bytes = cfg.cache_size;
@@ -158,33 +233,38 @@ Status Mount::boot(const MountConfig& cfg) {
   }
   cache_ = std::make_unique<ChunkCache>(cfg.memory_cache, std::move(disk));
 
-  remote_ = std::make_unique<HubRemote>(*hub_, *cas_, repo, cfg.source.subfolder, info_.commit);
+  remote_ = std::make_unique<HubRemote>(*hub_, *cas_, repo, cfg.source.subfolder, info_.commit,
+                                        bucket ? std::string() : cfg.revision, writable);
 
   VfsConfig vc;
   vc.source = info_.source;
-  vc.read_only = cfg.read_only;
+  vc.read_only = !writable;
   vc.pinned = info_.pinned;
   double ttl = info_.pinned ? 365.0 * 86400 : cfg.metadata_ttl;
   vc.entry_timeout = vc.attr_timeout = vc.negative_timeout = ttl;
   vc.table.uid = cfg.uid.value_or(getuid());
   vc.table.gid = cfg.gid.value_or(getgid());
-  vc.table.file_perm = 0444 & ~cfg.umask;
-  vc.table.dir_perm = 0555 & ~cfg.umask;
-  vc.table.default_mtime_ns = ri->last_modified_ns;
-  vfs_ = std::make_unique<Vfs>(vc, *remote_, *cache_, io_->get_executor());
+  vc.table.file_perm = (writable ? 0644 : 0444) & ~cfg.umask;
+  vc.table.dir_perm = (writable ? 0755 : 0555) & ~cfg.umask;
+  vc.table.default_mtime_ns = last_modified_ns;
+  if (writable) {
+    vc.staging_dir = info_.cache_dir + "/staging";
+    HF_TRY(prepare_private_dir(vc.staging_dir));
+  }
+  vfs_ = std::make_unique<Vfs>(vc, *remote_, *cache_, io_->get_executor(), meta_.get(), cpu_->get_executor());
 
   // List the root now: a wrong subfolder or an unreadable repo fails the mount, not the
   // first `ls`, and the first `ls` is instant.
   Status listed = run_sync(*io_, vfs_->ensure_listed(kRootIno, nullptr));
   if (!listed.ok()) {
-    if (listed.code() == Errc::entry_not_found && !cfg.source.subfolder.empty()) {
+    if (listed.code() == Errc::entry_not_found && !cfg.source.subfolder.empty() && !bucket) {
       return Error(Errc::entry_not_found, fmt::format("folder '{}' not found in {}@{}", cfg.source.subfolder,
                                                        info_.repo_id, cfg.revision));
     }
     return listed;
   }
-  HF_LOG_INFO("mount", "{} at {} (commit {}{})", info_.source, cfg.revision, info_.commit,
-              info_.pinned ? ", pinned" : "");
+  HF_LOG_INFO("mount", "{} at {} (commit {}{}{})", info_.source, bucket ? "bucket" : cfg.revision, info_.commit,
+              info_.pinned ? ", pinned" : "", info_.offline ? ", offline" : "");
   return {};
 }
 
@@ -201,10 +281,34 @@ Status Mount::mount_kernel() {
   auto s = fuse::Session::mount(*fctx_, so);
   if (!s.ok()) return std::move(s).error();
   session_ = std::move(*s);
+  vfs_->set_invalidator(session_->invalidator());
+  // Follow a moving branch or a bucket written by others; a pinned commit never changes.
+  if (!info_.pinned && cfg_.poll_interval > 0) {
+    net::co_spawn(io_->get_executor(), vfs_->poll_loop(std::chrono::seconds(cfg_.poll_interval)), net::detached);
+  }
   return {};
 }
 
-int Mount::serve() { return session_ ? session_->loop() : 1; }
+int Mount::serve() {
+  if (!session_) return 1;
+  int r = session_->loop();
+  // Unmounted (or signalled): commit what is still dirty before tearing down, bounded so a
+  // dead Hub cannot hold the process forever. What fails stays in the staging directory.
+  if (!vfs_->config().read_only) {
+    std::promise<Status> p;
+    auto f = p.get_future();
+    net::co_spawn(
+        io_->get_executor(), [&p, this]() -> net::awaitable<void> { p.set_value(co_await vfs_->flush_all()); },
+        net::detached);
+    if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      HF_LOG_ERROR("mount", "gave up committing dirty files after 60 s; their data stays in {}/staging",
+                   info_.cache_dir);
+    } else if (Status st = f.get(); !st.ok()) {
+      HF_LOG_ERROR("mount", "some files could not be committed at unmount: {}", st.error().describe());
+    }
+  }
+  return r;
+}
 
 Mount::~Mount() {
   session_.reset();  // unmount first: no new requests
@@ -212,6 +316,7 @@ Mount::~Mount() {
   if (work_) work_.reset();
   if (io_) io_->stop();
   for (auto& t : io_threads_) t.join();
+  if (cpu_) cpu_->join();
   vfs_.reset();
   remote_.reset();
   cache_.reset();
@@ -220,6 +325,7 @@ Mount::~Mount() {
   hub_.reset();
   tokens_.reset();
   http_.reset();
+  meta_.reset();
   io_.reset();
 }
 

@@ -1,12 +1,13 @@
 // The composition root of one mount: builds every component in dependency order, owns them,
 // and tears them down in reverse order.
 //
-//   io threads -> HTTP client -> Hub client (token provider) -> revision resolution ->
-//   CAS client (CAS token source) -> chunk cache (memory + disk) -> Remote -> Vfs ->
-//   FUSE session (mounted) -> serve loop
+//   io threads -> HTTP client -> Hub client (token provider) -> metadata store ->
+//   revision resolution (offline: from the store) -> CAS client (CAS token source) ->
+//   chunk cache (memory + disk) -> Remote -> Vfs (root listed) -> FUSE session (mounted,
+//   invalidation thread) -> change poller -> serve loop
 //
-// Teardown: FUSE session (unmount) -> io threads stopped and joined -> Vfs -> Remote -> cache
-// -> CAS -> Hub -> HTTP -> io context. Boot failures come back as Errors whose Errc selects
+// Teardown: FUSE session (unmount) -> dirty files committed (bounded) -> io threads stopped and
+// joined -> Vfs -> Remote -> cache -> CAS -> Hub -> HTTP -> metadata store -> io context. Boot failures come back as Errors whose Errc selects
 // the process exit code (cmd/exit_codes.h).
 //
 // Threads: create() starts the io threads, so a process that daemonizes must fork before it.
@@ -16,6 +17,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <string>
 #include <thread>
@@ -40,6 +42,7 @@ namespace hf::fs {
 
 class ChunkCache;
 class HubRemote;
+class MetaStore;
 class Vfs;
 namespace fuse {
 struct FuseContext;
@@ -53,8 +56,10 @@ struct MountInfo {
   std::string revision;     // as requested
   std::string commit;       // resolved commit sha
   bool pinned = false;
+  bool offline = false;     // booted from the cache without reaching the Hub
   std::string endpoint;
   std::string cache_dir;
+  int64_t started_at_ns = 0;
 };
 
 class Mount {
@@ -82,6 +87,8 @@ class Mount {
   std::unique_ptr<boost::asio::io_context> io_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
+  std::unique_ptr<boost::asio::thread_pool> cpu_;  // chunking/hashing/compression of uploads
+  std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<http::Client> http_;
   std::shared_ptr<hub::TokenProvider> tokens_;
   std::unique_ptr<hub::HubClient> hub_;
