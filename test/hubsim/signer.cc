@@ -65,7 +65,10 @@ std::string Signer::sign_xorb_query(std::string_view hash, const std::vector<Byt
                                     int64_t exp_unix) const {
   std::string rt = ranges_text(ranges);
   std::string sig = hmac_sha256_hex(secret_, fmt::format("xorb\n{}\n{}\n{}", hash, rt, exp_unix));
-  return fmt::format("X-Xet-Signed-Range={}&Expires={}&Signature={}", url_encode_component(rt), exp_unix, sig);
+  // "bytes%3D0-99,200-299": '=' encoded, ',' kept literal (both forms decode the same).
+  std::string enc;
+  for (char c : rt) enc += c == '=' ? std::string("%3D") : std::string(1, c);
+  return fmt::format("X-Xet-Signed-Range={}&Expires={}&Signature={}", enc, exp_unix, sig);
 }
 
 std::optional<std::vector<ByteRange>> parse_closed_ranges(std::string_view spec) {

@@ -103,7 +103,10 @@ TEST_CASE("cli: first line, serving a directory repo, SIGTERM exits 0", "[hubsim
   std::string big = random_bytes(500000, 4);
   std::ofstream(dir + "/config.json") << "{}\n";
   std::ofstream(dir + "/sub/big.bin", std::ios::binary) << big;
-  auto c = spawn({"--listen", "127.0.0.1:0", "--repo", "model:acme/cli=" + dir, "--bucket", "ns/bk",
+  std::filesystem::create_directories(dir + "-dev");
+  std::ofstream(dir + "-dev/only-on-dev.txt") << "dev\n";
+  auto c = spawn({"--listen", "127.0.0.1:0", "--repo", "model:acme/cli=" + dir, "--repo",
+                  "model:acme/cli@dev=" + dir + "-dev", "--bucket", "ns/bk",
                   "--synthetic", "dataset:bench/s=files=3,size=10K,seed=2", "--tag", "model:acme/cli=v1",
                   "--pr", "model:acme/cli", "--latency-ms", "0", "--page-size", "1000"});
   std::string line = c->read_line(20000);
@@ -120,10 +123,15 @@ TEST_CASE("cli: first line, serving a directory repo, SIGTERM exits 0", "[hubsim
   CHECK(client.get_follow("/acme/cli/resolve/refs%2Fpr%2F1/config.json").body == "{}\n");
   CHECK(client.get_follow("/acme/cli/resolve/v1/config.json").body == "{}\n");
   CHECK(client.get("/api/buckets/ns/bk").status == 200);
+  // A second --repo for the same repo is a commit replacing all files, here on branch dev.
+  CHECK(client.get_follow("/acme/cli/resolve/dev/only-on-dev.txt").body == "dev\n");
+  CHECK(client.head("/acme/cli/resolve/dev/config.json").status == 404);
+  CHECK(client.head("/acme/cli/resolve/main/only-on-dev.txt").status == 404);
   CHECK(client.get("/api/datasets/bench/s/tree/main").status == 200);
   ::kill(c->pid, SIGTERM);
   CHECK(c->wait_exit() == 0);
   std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(dir + "-dev");
 }
 
 TEST_CASE("cli: SIGINT exits 0; --help lists every option; bad options exit 1", "[hubsim][cli]") {
