@@ -18,7 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <simdjson.h>
 
-#include <atomic>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -186,13 +186,14 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   using Strand = net::strand<net::any_io_executor>;
   using SocketPtr = std::shared_ptr<local_stream::socket>;
 
-  Impl(net::any_io_executor ex, std::string p, uid_t o, ControlHandler& h)
-      : strand(net::make_strand(ex)), acceptor(strand), path(std::move(p)), owner(o), handler(&h) {}
+  Impl(net::any_io_executor ex, std::string p, uid_t o, ControlHandler& h, ControlServerOptions op)
+      : strand(net::make_strand(ex)), acceptor(strand), path(std::move(p)), owner(o), opts(op), handler(&h) {}
 
   Strand strand;
   local_stream::acceptor acceptor;
   std::string path;
   uid_t owner;
+  ControlServerOptions opts;
   dev_t sock_dev = 0;
   ino_t sock_ino = 0;
 
@@ -213,28 +214,29 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     conns.clear();
   }
 
-  net::awaitable<void> accept_loop() {
-    auto self = shared_from_this();
+  // Coroutines take `self` as a parameter so the frame owns the Impl from its creation on.
+  static net::awaitable<void> accept_loop(std::shared_ptr<Impl> self) {
     for (;;) {
       boost::system::error_code ec;
-      local_stream::socket sock(strand);
-      co_await acceptor.async_accept(sock, net::redirect_error(net::use_awaitable, ec));
-      if (closed || !acceptor.is_open()) co_return;
+      local_stream::socket sock(self->strand);
+      co_await self->acceptor.async_accept(sock, net::redirect_error(net::use_awaitable, ec));
+      if (self->closed || !self->acceptor.is_open()) co_return;
       if (ec) {
         if (ec == net::error::operation_aborted) co_return;
         // EMFILE and friends: back off briefly instead of spinning.
-        net::steady_timer t(strand, std::chrono::milliseconds(100));
+        net::steady_timer t(self->strand, std::chrono::milliseconds(100));
         co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
         continue;
       }
       auto sp = std::make_shared<local_stream::socket>(std::move(sock));
-      if (conns.size() >= kMaxConnections) {
-        net::co_spawn(strand, reply_and_close(sp, error_line(Errc::busy, "too many control connections")), net::detached);
+      if (self->conns.size() >= self->opts.max_connections) {
+        net::co_spawn(self->strand, reply_and_close(sp, error_line(Errc::busy, "too many control connections")),
+                      net::detached);
         continue;
       }
-      uint64_t id = ++next_conn;
-      conns.emplace(id, sp);
-      net::co_spawn(strand, serve(sp, id), net::detached);
+      uint64_t id = ++self->next_conn;
+      self->conns.emplace(id, sp);
+      net::co_spawn(self->strand, serve(self, sp, id), net::detached);
     }
   }
 
@@ -252,10 +254,9 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     co_return !ec;
   }
 
-  net::awaitable<void> serve(SocketPtr sock, uint64_t id) {
-    auto self = shared_from_this();
+  static net::awaitable<void> serve(std::shared_ptr<Impl> self, SocketPtr sock, uint64_t id) {
     try {
-      co_await serve_one(*sock);
+      co_await self->serve_one(sock);
     } catch (const std::exception& e) {
       HF_LOG_WARN("control", "control connection failed: {}", e.what());
     } catch (...) {
@@ -264,10 +265,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     boost::system::error_code ec;
     sock->shutdown(local_stream::socket::shutdown_both, ec);
     sock->close(ec);
-    conns.erase(id);
+    self->conns.erase(id);
   }
 
-  net::awaitable<void> serve_one(local_stream::socket& sock) {
+  net::awaitable<void> serve_one(SocketPtr sp) {
+    local_stream::socket& sock = *sp;
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -281,20 +283,27 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       co_return;
     }
 
-    // One request line, bounded in size and time.
+    // One request line, bounded in size and time. The timer's handler may run after the read
+    // finished (it was already queued): `reading` tells it not to touch the socket then.
+    struct ReadWatch {
+      bool reading = true;
+      bool timed_out = false;
+    };
+    auto watch = std::make_shared<ReadWatch>();
     std::string buf;
-    net::steady_timer deadline(strand, kIdleTimeout);
-    bool timed_out = false;
-    deadline.async_wait([&sock, &timed_out](const boost::system::error_code& e) {
-      if (e) return;
-      timed_out = true;
+    net::steady_timer deadline(strand, opts.idle_timeout);
+    deadline.async_wait([sp, watch](const boost::system::error_code& e) {
+      if (e || !watch->reading) return;
+      watch->timed_out = true;
       boost::system::error_code ignored;
-      sock.cancel(ignored);
+      sp->cancel(ignored);
     });
     boost::system::error_code ec;
     size_t n = co_await net::async_read_until(sock, net::dynamic_buffer(buf, kMaxRequestBytes), '\n',
                                               net::redirect_error(net::use_awaitable, ec));
+    watch->reading = false;
     deadline.cancel();
+    bool timed_out = watch->timed_out;
     if (timed_out) {
       co_await send(sock, error_line(Errc::timed_out, "no request received in time"));
       co_return;
@@ -403,7 +412,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     bool peer_ok = true;
     while (!ws->finished) {
       boost::system::error_code ec;
-      ws->wake->expires_after(kProgressInterval);
+      ws->wake->expires_after(opts.progress_interval);
       co_await ws->wake->async_wait(net::redirect_error(net::use_awaitable, ec));
       if (ws->finished || !peer_ok) continue;
       bool changed;
@@ -414,7 +423,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       if (changed) peer_ok = co_await send(sock, progress_line(*ws));
     }
     if (!peer_ok) co_return;
-    if (ws->changed) peer_ok = co_await send(sock, progress_line(*ws));
+    bool changed;
+    {
+      std::lock_guard lk(ws->mu);
+      changed = ws->changed;
+    }
+    if (changed) peer_ok = co_await send(sock, progress_line(*ws));
     if (peer_ok) {
       co_await send(sock, ws->result.ok() ? ok_line() : error_line(ws->result.code(), ws->result.error().message));
     }
@@ -428,7 +442,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(net::any_io_executor
 }
 
 Result<std::unique_ptr<ControlServer>> ControlServer::start_at(net::any_io_executor ex, const std::string& socket_path,
-                                                               uid_t owner_uid, ControlHandler& handler) {
+                                                               uid_t owner_uid, ControlHandler& handler,
+                                                               ControlServerOptions opts) {
   if (socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Error(Errc::name_too_long, fmt::format("control socket path too long: {}", socket_path));
   }
@@ -443,7 +458,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start_at(net::any_io_execu
     ::unlink(socket_path.c_str());  // stale: its mount died without cleaning up
   }
 
-  auto impl = std::make_shared<Impl>(ex, socket_path, owner_uid, handler);
+  auto impl = std::make_shared<Impl>(ex, socket_path, owner_uid, handler, opts);
   boost::system::error_code ec;
   impl->acceptor.open(local_stream(), ec);
   if (!ec) impl->acceptor.bind(local_stream::endpoint(socket_path), ec);
@@ -459,12 +474,12 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start_at(net::any_io_execu
   }
   impl->sock_dev = st.st_dev;
   impl->sock_ino = st.st_ino;
-  impl->acceptor.listen(static_cast<int>(kMaxConnections), ec);
+  impl->acceptor.listen(static_cast<int>(std::max<size_t>(opts.max_connections, 16)), ec);
   if (ec) {
     ::unlink(socket_path.c_str());
     return Error(Errc::io, fmt::format("cannot listen on {}: {}", socket_path, ec.message()));
   }
-  net::co_spawn(impl->strand, impl->accept_loop(), net::detached);
+  net::co_spawn(impl->strand, Impl::accept_loop(impl), net::detached);
   return std::unique_ptr<ControlServer>(new ControlServer(std::move(impl)));
 }
 

@@ -8,9 +8,10 @@
 //   3. every connection's peer uid (SO_PEERCRED) must be `owner_uid` or root, otherwise it gets
 //      {"ok":false,"errc":"permission_denied",...} and is closed before its request is read.
 //
-// Bounds: a request line is at most kMaxRequestBytes; a connection that sends nothing for
-// kIdleTimeout is closed; at most kMaxConnections are served at once (more are answered "busy"
-// and closed). Malformed requests get an error reply, never crash the mount.
+// Bounds: a request line is at most kMaxRequestBytes; a connection that sends no complete request
+// within ControlServerOptions::idle_timeout is answered "timed_out" and closed; at most
+// max_connections are served at once (more are answered "busy" and closed). Malformed requests
+// get an error reply; nothing a client sends can crash the mount.
 //
 // Threading: all socket work runs on a strand of `ex`. ControlHandler::status() is called on
 // that strand; warm()/flush() coroutines are spawned on it and may resume on any thread of
@@ -39,13 +40,16 @@
 
 namespace hf::fs {
 
+// Tunables; the defaults are what a mount uses.
+struct ControlServerOptions {
+  std::chrono::milliseconds idle_timeout{10000};      // a connection must send its request by then
+  std::chrono::milliseconds progress_interval{200};   // warm progress lines at most this often
+  size_t max_connections = 16;                        // more are answered "busy" and closed
+};
+
 class ControlServer {
  public:
   static constexpr size_t kMaxRequestBytes = 1 << 20;
-  static constexpr size_t kMaxConnections = 16;
-  static constexpr std::chrono::seconds kIdleTimeout{10};
-  // Warm progress lines are sent at most this often (and once more at the end).
-  static constexpr std::chrono::milliseconds kProgressInterval{200};
 
   // Binds control_socket_path(mountpoint) (directory 0700, socket 0600, replacing a stale
   // socket; failing with Errc::busy if another live mount answers on it) and serves requests
@@ -57,7 +61,8 @@ class ControlServer {
   // The same at an explicit socket path (its directory must already exist; it is not created or
   // checked). For tests and embedders with their own layout.
   static Result<std::unique_ptr<ControlServer>> start_at(boost::asio::any_io_executor ex, const std::string& socket_path,
-                                                         uid_t owner_uid, ControlHandler& handler);
+                                                         uid_t owner_uid, ControlHandler& handler,
+                                                         ControlServerOptions opts = {});
   ~ControlServer();  // stops accepting, closes connections, unlinks the socket
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
