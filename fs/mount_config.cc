@@ -256,6 +256,12 @@ Status apply_option(MountConfig& cfg, std::string_view opt) {
     cfg.log_level = l;
     return {};
   }
+  if (key == "log_file") {
+    HF_TRY(need());
+    if (val[0] != '/') return Error(Errc::invalid_argument, fmt::format("option log_file: '{}' is not an absolute path", val));
+    cfg.log_file = std::string(val);
+    return {};
+  }
   if (key == "fsname" || key == "subtype") {
     return Error(Errc::invalid_argument, fmt::format("option {} is set by hf-mount-fuse itself", key));
   }
@@ -312,7 +318,7 @@ Result<MountConfig> parse_mount_args(const std::vector<std::string>& args, bool 
       if (opt.find('=') == std::string::npos && i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
         static const char* valued[] = {"revision", "endpoint", "token_file", "hf_token", "uid", "gid", "umask",
                                        "metadata_ttl", "poll_interval", "cache_dir", "cache_size", "memory_cache",
-                                       "max_threads", "read_ahead_kb", "log_level", "ca_bundle"};
+                                       "max_threads", "read_ahead_kb", "log_level", "ca_bundle", "log_file"};
         for (const char* v : valued) {
           if (opt == v) {
             opt += "=" + args[++i];
@@ -405,6 +411,7 @@ OPTIONS (as -o opt=value or --opt=value)
   max_threads=N         FUSE worker threads (default 8)
   read_ahead_kb=N       kernel readahead for the mount when root (default 8192, 0 = keep)
   log_level=LEVEL       error, warn, info (default), debug, trace
+  log_file=PATH         append logs to PATH (absolute) instead of stderr (-f) or syslog
   offline               do not contact the Hub: serve what the cache holds
   noexec, noatime, ...  passed to the kernel
   nofail, _netdev, auto, noauto, user, users, x-*, comment=...

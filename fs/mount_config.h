@@ -56,6 +56,8 @@ struct MountConfig {
   unsigned max_threads = 8;
   unsigned read_ahead_kb = 8192;      // applied when running as root
   std::string log_level = "info";
+  std::string log_file;               // log_file=: append logs there (absolute path) instead of
+                                      // stderr (foreground) or syslog (daemon)
   std::string ca_bundle;              // extra CA certificates (PEM file)
   bool insecure_tls = false;          // tests only: skip certificate verification
   bool offline = false;               // serve from the local cache only

@@ -153,3 +153,15 @@ TEST_CASE("commas inside option values are escaped with a backslash") {
   auto c = parse({"-o", "cache_dir=/a\\,b,ro", "acme/tiny", "/mnt"}).value();
   CHECK(c.cache_dir == "/a,b");
 }
+
+TEST_CASE("log_file= takes an absolute path") {
+  auto c = parse({"-o", "log_file=/var/log/hf-mount/x.log", "acme/tiny", "/mnt"}).value();
+  CHECK(c.log_file == "/var/log/hf-mount/x.log");
+  CHECK(parse({"--log-file", "/tmp/a.log", "acme/tiny", "/mnt"}).value().log_file == "/tmp/a.log");
+  auto rel = parse({"-o", "log_file=x.log", "acme/tiny", "/mnt"});
+  CHECK(rel.code() == Errc::invalid_argument);
+  CHECK_THAT(rel.error().message, Catch::Contains("absolute"));
+  CHECK(parse({"-o", "log_file=", "acme/tiny", "/mnt"}).code() == Errc::invalid_argument);
+  // Never handed to libfuse.
+  for (auto& k : fuse_mount_options(c)) CHECK(k.find("log_file") == std::string::npos);
+}
