@@ -142,6 +142,7 @@ std::shared_ptr<FileReader::Segment> FileReader::start_segment_locked(uint64_t s
   seg->end = end;
   inflight_.emplace(start, seg);
   stats_.segments.fetch_add(1, std::memory_order_relaxed);
+  HF_LOG_TRACE("read", "segment {} [{}, {})", path_, start, end);
   net::co_spawn(ex_, run_segment(seg), net::detached);
   return seg;
 }
@@ -215,9 +216,12 @@ void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
   uint64_t pf_from = 0, pf_to = 0;
   {
     std::lock_guard lk(s->mu);
+    // Prefetch only once a stream has shown it is sequential: a run of at least one first
+    // segment. Header reads (and the kernel's own small readahead around them) then cost one
+    // fetch, and a streaming read gets a growing window after its first megabyte.
     bool sequential = s->started && off + cfg_.backward_tolerance >= s->next && off <= s->next + cfg_.forward_tolerance;
-    if (!s->started && off == 0) sequential = true;  // reading from the start: likely a full read
-    if (sequential) {
+    s->seq_bytes = sequential ? s->seq_bytes + (end - std::min(end, off)) : end - off;
+    if (sequential && s->seq_bytes >= cfg_.first_segment) {
       s->window = s->window ? std::min(s->window * 2, cfg_.max_window) : cfg_.initial_window;
       uint64_t target = std::min(size_, end + s->window);
       if (s->prefetched_to < end) s->prefetched_to = end;
@@ -227,7 +231,7 @@ void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
         pf_to = std::min(size_, pf_from + (target - pf_from + cfg_.segment - 1) / cfg_.segment * cfg_.segment);
         s->prefetched_to = pf_to;
       }
-    } else {
+    } else if (!sequential) {
       s->window = 0;
       s->prefetched_to = end;
     }
@@ -239,6 +243,7 @@ void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
 
 Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState* stream, CancelPtr cancel) {
   auto self = shared_from_this();  // keep alive across suspension
+  HF_LOG_TRACE("read", "read {} [{}, +{})", path_, off, len);
   ReadData out;
   if (off >= size_ || len == 0) co_return out;
   uint64_t end = std::min(size_, off + len);

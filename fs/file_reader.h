@@ -77,6 +77,7 @@ struct StreamState {
   uint64_t next = 0;           // end offset of the previous read
   uint64_t window = 0;         // current prefetch window
   uint64_t prefetched_to = 0;  // segments have been issued up to here
+  uint64_t seq_bytes = 0;      // bytes read in the current sequential run
 };
 
 struct ReaderStats {

@@ -33,6 +33,10 @@ struct FuseContext {
   boost::asio::any_io_executor ex;
   struct fuse_session* session = nullptr;
   FuseTuning tuning;
+  // Applied after INIT: the kernel clamps the bdi readahead to INIT's max_readahead when it
+  // processes the reply, so writing it earlier would be undone.
+  std::string read_ahead_path;
+  unsigned read_ahead_kb = 0;
   std::atomic<uint64_t> async_ops{0}, interrupts{0}, errors{0};
 };
 

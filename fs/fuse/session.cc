@@ -3,7 +3,9 @@
 #include <sys/sysmacros.h>
 
 #include <cstring>
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <sstream>
 
 #include "fs/fuse/ops.h"
@@ -28,6 +30,20 @@ static void op_init(void* userdata, struct fuse_conn_info* conn) {
   conn->max_background = c->tuning.max_background;
   conn->congestion_threshold = c->tuning.congestion_threshold;
   if (c->tuning.max_readahead < conn->max_readahead) conn->max_readahead = c->tuning.max_readahead;
+  if (!c->read_ahead_path.empty() && c->read_ahead_kb) {
+    std::string path = c->read_ahead_path;
+    unsigned kb = c->read_ahead_kb;
+    // The INIT reply is sent after this callback returns; give the kernel a moment to apply it.
+    std::thread([path, kb] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::ofstream ra(path);
+      if (ra << kb << "\n" && ra.flush()) {
+        HF_LOG_DEBUG("fuse", "read_ahead_kb={} on {}", kb, path);
+      } else {
+        HF_LOG_DEBUG("fuse", "cannot set {} (not root?)", path);
+      }
+    }).detach();
+  }
   HF_LOG_DEBUG("fuse", "init: proto {}.{}, capable 0x{:x}, want 0x{:x}, max_readahead {}, max_write {}",
                conn->proto_major, conn->proto_minor, conn->capable, conn->want, conn->max_readahead, conn->max_write);
 }
@@ -116,13 +132,8 @@ Result<std::unique_ptr<Session>> Session::mount(FuseContext& ctx, const SessionO
   if (opts.read_ahead_kb) {
     unsigned maj = 0, min = 0;
     if (mount_dev(opts.mountpoint, &maj, &min)) {
-      std::string path = "/sys/class/bdi/" + std::to_string(maj) + ":" + std::to_string(min) + "/read_ahead_kb";
-      std::ofstream ra(path);
-      if (ra << opts.read_ahead_kb << "\n" && ra.flush()) {
-        HF_LOG_DEBUG("fuse", "read_ahead_kb={} on {}", opts.read_ahead_kb, path);
-      } else {
-        HF_LOG_DEBUG("fuse", "cannot set {} (not root?)", path);
-      }
+      ctx.read_ahead_path = "/sys/class/bdi/" + std::to_string(maj) + ":" + std::to_string(min) + "/read_ahead_kb";
+      ctx.read_ahead_kb = opts.read_ahead_kb;
     }
   }
   return s;
