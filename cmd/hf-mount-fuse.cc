@@ -19,6 +19,7 @@
 
 #include "base/log.h"
 #include "cmd/exit_codes.h"
+#include "cmd/sd_notify.h"
 #include "fs/mount.h"
 #include "fs/mount_config.h"
 
@@ -122,7 +123,22 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // Logs: log_file= if given; else stderr in the foreground (the journal under systemd) and
+  // syslog once daemonized.
+  auto open_log_file = [&]() {
+    if (cfg.log_file.empty()) return;
+    if (auto s = log::use_file(cfg.log_file); !s.ok()) {
+      HF_LOG_WARN("mount", "{}; logging to {} instead", s.error().message, cfg.foreground ? "stderr" : "syslog");
+    }
+  };
+  // sd_notify only as a foreground (Type=notify) service, and only from this top-level process.
+  const bool notify = cfg.foreground && std::getenv("NOTIFY_SOCKET") != nullptr;
+  auto notify_failure = [&](const std::string& msg) {
+    if (notify) cmd::sd_notify("STATUS=Failed: " + msg);
+  };
+
   int report_fd = -1;
+  if (cfg.foreground) open_log_file();
   if (!cfg.foreground) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return fail(ExitCode::failure, std::string("pipe: ") + std::strerror(errno));
@@ -136,11 +152,14 @@ int main(int argc, char** argv) {
     report_fd = p[1];
     ::setsid();
     if (::chdir("/") != 0) { /* harmless */ }
+    open_log_file();
   }
 
   auto m = fs::Mount::create(cfg);
   if (!m.ok()) {
     ExitCode code = cmd::exit_code_for(m.code());
+    if (!cfg.log_file.empty()) HF_LOG_ERROR("mount", "{}", m.error().message);
+    notify_failure(m.error().message);
     if (report_fd < 0) return fail(code, m.error().message);
     report(report_fd, code, m.error().message);
     return static_cast<int>(code);
@@ -148,16 +167,23 @@ int main(int argc, char** argv) {
   Status st_mount = (*m)->mount_kernel();
   if (!st_mount.ok()) {
     ExitCode code = st_mount.code() == Errc::invalid_argument ? ExitCode::usage : ExitCode::mountpoint;
+    if (!cfg.log_file.empty()) HF_LOG_ERROR("mount", "{}", st_mount.error().message);
+    notify_failure(st_mount.error().message);
     if (report_fd < 0) return fail(code, st_mount.error().message);
     report(report_fd, code, st_mount.error().message);
     return static_cast<int>(code);
   }
   if (report_fd >= 0) {
-    log::use_syslog("hf-mount-fuse");
+    if (cfg.log_file.empty()) log::use_syslog("hf-mount-fuse");
     report(report_fd, ExitCode::ok, "");
     detach_stdio();
   }
+  if (notify) {
+    cmd::sd_notify(fmt::format("READY=1\nMAINPID={}\nSTATUS=Serving {} on {}", ::getpid(), cfg.source.canonical(),
+                               cfg.mountpoint));
+  }
   int r = (*m)->serve();
+  if (notify) cmd::sd_notify("STOPPING=1\nSTATUS=Unmounting");
   HF_LOG_INFO("mount", "unmounted {}", cfg.mountpoint);
   return r == 0 ? 0 : static_cast<int>(ExitCode::failure);
 }
