@@ -244,8 +244,10 @@ awaitable<Result<FileMeta>> HubClient::head_file(const RepoRef& repo, std::strin
       m.size = *linked;
     } else if (linked.code() == Errc::protocol) {
       co_return std::move(linked).error();
-    } else if (!redirect && r->content_length) {
-      m.size = *r->content_length;  // never from a redirect's own body (P3)
+    } else if (r->content_length && (!redirect || (bucket && h.contains("X-Xet-Hash")))) {
+      // Never from a repo redirect's own body (P3); bucket HEADs carry the file size in
+      // Content-Length, which is what huggingface_hub and the Rust client read (§7.3).
+      m.size = *r->content_length;
     } else {
       co_return make_error(Errc::protocol, fmt::format("no size for '{}' in the HEAD response", path));
     }

@@ -284,6 +284,13 @@ TEST_CASE("head_file: xet 302 metadata, 307 resolve-cache, cross-host, buckets, 
       x.body = std::string(2379, 'b');
       return x;
     }
+    if (r.target == "/buckets/alice/scratch/resolve/redir.bin") {
+      Reply x;
+      x.status = 302;
+      x.headers = {{"Location", cdn.url("/bridge")}, {"X-Xet-Hash", "3ed0"}};
+      x.body = std::string(5000, 'z');  // a bucket's 302 carries the file size in Content-Length
+      return x;
+    }
     return json(404, "", {{"X-Error-Code", "EntryNotFound"}, {"X-Repo-Commit", "607a30d"}});
   });
   base = f.srv.url("");
@@ -316,6 +323,12 @@ TEST_CASE("head_file: xet 302 metadata, 307 resolve-cache, cross-host, buckets, 
   CHECK(b->size == 2379);
   CHECK(b->xet_hash == "96e6");
   CHECK(b->xet_auth_url == base + "/api/buckets/alice/scratch/xet-read-token");
+
+  auto br = run_coro(f.io.io, f.hub->head_file(kBucket, "", "redir.bin"));
+  REQUIRE(br.ok());
+  CHECK(br->size == 5000);
+  CHECK(br->xet_hash == "3ed0");
+  CHECK(cdn.request_count() == 0);
 
   auto m = run_coro(f.io.io, f.hub->head_file(kRepo, "main", "dir/missing.txt"));
   CHECK(m.code() == Errc::entry_not_found);
