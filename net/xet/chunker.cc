@@ -95,6 +95,16 @@ found:
   return i;
 }
 
+std::optional<uint64_t> next_stable_chunk_boundary(uint64_t p, std::span<const uint64_t> ends) {
+  size_t i = static_cast<size_t>(std::lower_bound(ends.begin(), ends.end(), p) - ends.begin());
+  for (; i + 2 < ends.size(); ++i) {
+    if (is_stable_chunk_size(ends[i + 1] - ends[i]) && is_stable_chunk_size(ends[i + 2] - ends[i + 1])) {
+      return ends[i + 2];
+    }
+  }
+  return std::nullopt;
+}
+
 void Chunker::feed(std::span<const uint8_t> data, std::vector<uint64_t>& ends) {
   size_t pos = 0;
   while (pos < data.size()) {

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -44,6 +45,14 @@ class Chunker {
   uint64_t cur_ = 0;     // bytes of the current chunk consumed so far
   uint64_t offset_ = 0;  // absolute stream offset
 };
+
+// §2.6: a chunk size whose boundaries survive edits before it: [16384, 122880).
+inline bool is_stable_chunk_size(uint64_t s) { return s >= 2 * kMinChunk && s < kMaxChunk - kMinChunk; }
+
+// §2.6: given the sorted chunk END offsets of a file, the first offset at or after which
+// re-chunking from any change before `p` reproduces the same boundaries (two consecutive
+// stable chunks starting at or after the first end >= p); nullopt if there is none.
+std::optional<uint64_t> next_stable_chunk_boundary(uint64_t p, std::span<const uint64_t> ends);
 
 // One completed chunk. `data` points either into the span passed to the feed() call that
 // produced it or into the stream's internal buffer; it is valid until the next feed()/finish()

@@ -359,3 +359,31 @@ TEST_CASE("Chunker reports offsets and can be reused") {
   c.finish(again);
   CHECK(again == ends);
 }
+
+TEST_CASE("next stable chunk boundary (§2.6)") {
+  CHECK(!is_stable_chunk_size(16383));
+  CHECK(is_stable_chunk_size(16384));
+  CHECK(is_stable_chunk_size(122879));
+  CHECK(!is_stable_chunk_size(122880));
+  // Ends 10000 (size 10000), 30000 (20000), 50000 (20000), 200000 (150000), 220000, 240000.
+  const std::vector<uint64_t> e = {10000, 30000, 50000, 200000, 220000, 240000, 260000};
+  CHECK(next_stable_chunk_boundary(0, e) == 50000u);        // i0 = 0: (30000-10000, 50000-30000) stable
+  CHECK(next_stable_chunk_boundary(10000, e) == 50000u);    // first end >= p is 10000 itself
+  CHECK(next_stable_chunk_boundary(10001, e) == 240000u);   // 30000: next size 20000 then 150000 (unstable)
+  CHECK(next_stable_chunk_boundary(230000, e) == std::nullopt);
+  CHECK(next_stable_chunk_boundary(0, {}) == std::nullopt);
+  // Any edit before the returned offset leaves later boundaries unchanged (the guarantee).
+  auto data = splitmix_data(1500000, 21);
+  auto ends = chunk_ends(data);
+  for (uint64_t p : {uint64_t{1000}, uint64_t{300000}, uint64_t{777777}}) {
+    auto stable = next_stable_chunk_boundary(p, ends);
+    REQUIRE(stable.has_value());
+    auto edited = data;
+    for (uint64_t k = 0; k < p; k += 997) edited[k] ^= 0x5a;  // scattered edits before p
+    auto ends2 = chunk_ends(edited);
+    std::vector<uint64_t> tail1, tail2;
+    for (uint64_t x : ends) if (x >= *stable) tail1.push_back(x);
+    for (uint64_t x : ends2) if (x >= *stable) tail2.push_back(x);
+    CHECK(tail1 == tail2);
+  }
+}
