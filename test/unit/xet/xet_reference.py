@@ -6,7 +6,9 @@ A second implementation of the Xet spec, written from the text rather than from 
   * chunk hashes, merkle nodes (§3.3) and the file hash (§3.5) with BLAKE3 computed by the
     Debian `b3sum --keyed` CLI (key = 32 raw bytes on stdin).
 It generates a few files (sizes 0, 1, 8191, 8192, 131073 and two of 1-3 MB, random and
-structured) and compares `hf-mount-xet chunk` and `hf-mount-xet file-hash` with its own results.
+structured) and compares `hf-mount-xet chunk` and `hf-mount-xet file-hash` with its own results;
+`xorb-pack` (every compression scheme) must print the reference xorb hash (merkle root of the
+chunks) and `xorb-unpack` must return the original bytes.
 
 Usage: xet_reference.py PATH_TO_hf-mount-xet
 Exit 0 = match, 1 = mismatch, 77 = skipped (b3sum missing).
@@ -134,6 +136,7 @@ def merkle_root(b3, leaves):
 
 
 def reference(b3, data, table):
+    """Returns (chunk listing lines, file hash hex, xorb hash hex of all the chunks)."""
     ends = chunk_boundaries(data, table)
     chunks = []
     prev = 0
@@ -150,8 +153,9 @@ def reference(b3, data, table):
         root = merkle_root(b3, list(zip(hashes, [len(c) for c in chunks])))
         file_hash = b3.many(ZERO_KEY, [root])[0]
     else:
+        root = bytes(32)
         file_hash = bytes(32)
-    return lines, xet_hex(file_hash)
+    return lines, xet_hex(file_hash), xet_hex(root)
 
 
 def make_inputs():
@@ -198,12 +202,26 @@ def main():
             path = os.path.join(tmp, name + ".bin")
             with open(path, "wb") as f:
                 f.write(data)
-            want_lines, want_hash = reference(b3, data, table)
+            want_lines, want_hash, want_xorb = reference(b3, data, table)
             got_lines = subprocess.run([tool, "chunk", path], capture_output=True, check=True,
                                        text=True).stdout.splitlines()
             got_hash = subprocess.run([tool, "file-hash", path], capture_output=True, check=True,
                                       text=True).stdout.strip()
             ok = got_lines == want_lines and got_hash == want_hash
+            # xorb-pack (every scheme, with and without footer) -> xorb hash = merkle root of
+            # the chunks; xorb-unpack returns the original bytes and checks the hash.
+            for scheme in ("none", "lz4", "bg4", "auto"):
+                xorb_path = os.path.join(tmp, name + "." + scheme + ".xorb")
+                args = [tool, "xorb-pack", path, "-o", xorb_path, "--compression", scheme]
+                if scheme == "auto":
+                    args.append("--footer")
+                packed = subprocess.run(args, capture_output=True, check=True, text=True).stdout.strip()
+                unpacked = subprocess.run([tool, "xorb-unpack", xorb_path, "--expect", want_xorb],
+                                          capture_output=True, check=True)
+                if packed != want_xorb or unpacked.stdout != data:
+                    print("  xorb-pack/unpack mismatch with --compression %s" % scheme, file=sys.stderr)
+                    ok = False
+                os.unlink(xorb_path)
             print("%-14s %8d bytes %3d chunks  %s" % (name, len(data), len(want_lines), "ok" if ok else "MISMATCH"))
             if not ok:
                 failures += 1
