@@ -230,8 +230,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       }
       auto sp = std::make_shared<local_stream::socket>(std::move(sock));
       if (self->conns.size() >= self->opts.max_connections) {
-        net::co_spawn(self->strand, reply_and_close(sp, error_line(Errc::busy, "too many control connections")),
-                      net::detached);
+        std::string busy = error_line(Errc::busy, "too many control connections");
+        net::co_spawn(self->strand, reply_and_close(sp, std::move(busy)), net::detached);
         continue;
       }
       uint64_t id = ++self->next_conn;
@@ -268,18 +268,23 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     self->conns.erase(id);
   }
 
+  // Note: every co_await below sends a named string. GCC 12 destroys temporaries created inside
+  // a co_await expression (notably in a ?: operand) twice, so no temporaries there.
   net::awaitable<void> serve_one(SocketPtr sp) {
     local_stream::socket& sock = *sp;
+    std::string reply;
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-      co_await send(sock, error_line(Errc::permission_denied, "cannot identify the peer"));
+      reply = error_line(Errc::permission_denied, "cannot identify the peer");
+      co_await send(sock, reply);
       co_return;
     }
     if (cred.uid != owner && cred.uid != 0) {
       HF_LOG_WARN("control", "refused a control connection from uid {} (pid {})", cred.uid, cred.pid);
-      co_await send(sock, error_line(Errc::permission_denied,
-                                     fmt::format("uid {} may not control this mount (owner: uid {})", cred.uid, owner)));
+      reply = error_line(Errc::permission_denied,
+                         fmt::format("uid {} may not control this mount (owner: uid {})", cred.uid, owner));
+      co_await send(sock, reply);
       co_return;
     }
 
@@ -303,13 +308,14 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
                                               net::redirect_error(net::use_awaitable, ec));
     watch->reading = false;
     deadline.cancel();
-    bool timed_out = watch->timed_out;
-    if (timed_out) {
-      co_await send(sock, error_line(Errc::timed_out, "no request received in time"));
+    if (watch->timed_out) {
+      reply = error_line(Errc::timed_out, "no request received in time");
+      co_await send(sock, reply);
       co_return;
     }
     if (ec == net::error::not_found) {
-      co_await send(sock, error_line(Errc::too_large, fmt::format("request larger than {} bytes", kMaxRequestBytes)));
+      reply = error_line(Errc::too_large, fmt::format("request larger than {} bytes", kMaxRequestBytes));
+      co_await send(sock, reply);
       co_return;
     }
     if (ec == net::error::eof && !buf.empty()) {
@@ -322,33 +328,35 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
 
     auto req = parse_request(line);
     if (!req.ok()) {
-      co_await send(sock, error_line(req.code(), req.error().message));
-      co_return;
-    }
-    if (req->op == "status") {
+      reply = error_line(req.code(), req.error().message);
+    } else if (req->op == "status") {
       std::optional<MountStatus> st;
       {
         std::lock_guard lk(handler_mu);
         if (handler) st = handler->status();
       }
-      co_await send(sock, st ? status_line(*st) : error_line(Errc::cancelled, "the mount is shutting down"));
+      if (st) reply = status_line(*st);
+      else reply = error_line(Errc::cancelled, "the mount is shutting down");
     } else if (req->op == "warm") {
       co_await do_warm(sock, std::move(req->paths));
+      co_return;
     } else if (req->op == "flush") {
       std::optional<net::awaitable<Status>> task;
       {
         std::lock_guard lk(handler_mu);
         if (handler) task.emplace(handler->flush());
       }
-      if (!task) {
-        co_await send(sock, error_line(Errc::cancelled, "the mount is shutting down"));
-        co_return;
+      if (task) {
+        Status s = co_await std::move(*task);
+        if (s.ok()) reply = ok_line();
+        else reply = error_line(s.code(), s.error().message);
+      } else {
+        reply = error_line(Errc::cancelled, "the mount is shutting down");
       }
-      Status s = co_await std::move(*task);
-      co_await send(sock, s.ok() ? ok_line() : error_line(s.code(), s.error().message));
     } else {
-      co_await send(sock, error_line(Errc::unsupported, fmt::format("unknown op '{}'", req->op)));
+      reply = error_line(Errc::unsupported, fmt::format("unknown op '{}'", req->op));
     }
+    co_await send(sock, reply);
   }
 
   // Progress shared between the handler's callback (any thread) and the connection (strand).
@@ -362,12 +370,15 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     std::unique_ptr<net::steady_timer> wake;
   };
 
-  static std::string progress_line(WarmState& ws) {
+  // The progress line to send if anything changed since the last one.
+  static bool take_progress(WarmState& ws, std::string& line) {
     std::lock_guard lk(ws.mu);
+    if (!ws.changed) return false;
     ws.changed = false;
-    return fmt::format(
+    line = fmt::format(
         "{{\"progress\":{{\"done_bytes\":{},\"total_bytes\":{},\"files_done\":{},\"files_total\":{}}}}}\n",
         ws.done_bytes, ws.total_bytes, ws.files_done, ws.files_total);
+    return true;
   }
 
   net::awaitable<void> do_warm(local_stream::socket& sock, std::vector<std::string> paths) {
@@ -386,8 +397,10 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       std::lock_guard lk(handler_mu);
       if (handler) task.emplace(handler->warm(std::move(paths), std::move(progress)));
     }
+    std::string line;
     if (!task) {
-      co_await send(sock, error_line(Errc::cancelled, "the mount is shutting down"));
+      line = error_line(Errc::cancelled, "the mount is shutting down");
+      co_await send(sock, line);
       co_return;
     }
     // The warm task runs on its own so that progress lines go out while it works; it records its
@@ -415,23 +428,14 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
       ws->wake->expires_after(opts.progress_interval);
       co_await ws->wake->async_wait(net::redirect_error(net::use_awaitable, ec));
       if (ws->finished || !peer_ok) continue;
-      bool changed;
-      {
-        std::lock_guard lk(ws->mu);
-        changed = ws->changed;
-      }
-      if (changed) peer_ok = co_await send(sock, progress_line(*ws));
+      if (take_progress(*ws, line)) peer_ok = co_await send(sock, line);
     }
     if (!peer_ok) co_return;
-    bool changed;
-    {
-      std::lock_guard lk(ws->mu);
-      changed = ws->changed;
-    }
-    if (changed) peer_ok = co_await send(sock, progress_line(*ws));
-    if (peer_ok) {
-      co_await send(sock, ws->result.ok() ? ok_line() : error_line(ws->result.code(), ws->result.error().message));
-    }
+    if (take_progress(*ws, line)) peer_ok = co_await send(sock, line);
+    if (!peer_ok) co_return;
+    if (ws->result.ok()) line = ok_line();
+    else line = error_line(ws->result.code(), ws->result.error().message);
+    co_await send(sock, line);
   }
 };
 
