@@ -383,13 +383,11 @@ Response Server::Core::route_presigned(Request& req, std::vector<std::string_vie
   std::string boundary = fmt::format("hubsim{:016x}", x->hash.word(0) ^ static_cast<uint64_t>(now_unix_ns()));
   resp.status = 206;
   resp.set_header("Content-Type", "multipart/byteranges; boundary=" + boundary);
-  uint64_t body_off = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     const auto& r = want[i];
     std::string head = fmt::format("--{}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
                                    boundary, r.start, r.end, x->stored_size);
     if (i == 0) resp.corrupt_offsets.push_back(head.size() + payload_target(r));
-    body_off += head.size() + (r.end - r.start + 1) + 2;
     uint64_t hn = head.size();
     resp.add_body(make_memory_source(std::move(head)), 0, hn);
     resp.add_body(x->bytes, r.start, r.end - r.start + 1);
