@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/text.h"
@@ -74,6 +75,7 @@ std::string dir_prefix(const std::string& commit, const std::string& dir) {
 const char* kCfRefs = "refs";
 const char* kCfDirs = "dirs";
 const char* kCfChunks = "chunkmap";
+const char* kCfJournal = "journal";  // "f/<path>" pending files, "o/<id BE>" pending ops
 
 }  // namespace
 
@@ -144,7 +146,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& cache_dir,
   std::string path = base + "/" + readable.substr(0, 64) + "-" + h;
   ::mkdir(base.c_str(), 0700);
   cache::KvOptions o;
-  o.column_families = {{kCfRefs}, {kCfDirs}, {kCfChunks}};
+  o.column_families = {{kCfRefs}, {kCfDirs}, {kCfChunks}, {kCfJournal}};
   auto kv = cache::KvStore::open(path, o);
   if (kv.ok()) return std::unique_ptr<MetaStore>(new MetaStore(std::move(*kv)));
   if (kv.code() != Errc::busy) return std::move(kv).error();
@@ -276,6 +278,125 @@ std::vector<ChunkMapEntry> MetaStore::get_chunks(const std::array<uint8_t, 32>& 
     std::memcpy(&e.len, value.data() + 36, 4);
     if (e.len == 0 || e.len > 131072) return true;  // never a valid chunk: skip
     out.push_back(e);
+    return true;
+  });
+  return out;
+}
+
+}  // namespace hf::fs
+
+namespace hf::fs {
+
+Status MetaStore::put_pending(const PendingFile& p) {
+  if (read_only()) return Error(Errc::read_only, "the write journal is held by another mount of this bucket");
+  std::string v;
+  put_u8(v, kFormat);
+  put_u16(v, static_cast<uint16_t>(p.staging_path.size()));
+  v += p.staging_path;
+  put_u8(v, static_cast<uint8_t>(p.base.source));
+  v.append(reinterpret_cast<const char*>(p.base.id.data()), 32);
+  put_u8(v, static_cast<uint8_t>(std::min<size_t>(p.base.etag.size(), 255)));
+  v += p.base.etag.substr(0, 255);
+  put_u64(v, p.base_size);
+  put_u64(v, p.base_limit);
+  put_u64(v, p.size);
+  put_u64(v, static_cast<uint64_t>(p.mtime_ns));
+  put_u32(v, static_cast<uint32_t>(p.present.size()));
+  for (auto& [a, b] : p.present) {
+    put_u64(v, a);
+    put_u64(v, b);
+  }
+  return kv_->put(kCfJournal, "f/" + p.path, v, true);
+}
+
+Status MetaStore::delete_pending(const std::string& path) {
+  if (read_only()) return {};
+  return kv_->del(kCfJournal, "f/" + path, true);
+}
+
+std::vector<MetaStore::PendingFile> MetaStore::list_pending() {
+  std::vector<PendingFile> out;
+  (void)kv_->scan_prefix(kCfJournal, "f/", [&](std::string_view key, std::string_view value) {
+    Reader r{value};
+    PendingFile p;
+    p.path = std::string(key.substr(2));
+    uint8_t fmt = r.get<uint8_t>();
+    p.staging_path = r.str(r.get<uint16_t>());
+    uint8_t src = r.get<uint8_t>();
+    r.bytes(p.base.id.data(), 32);
+    p.base.etag = r.str(r.get<uint8_t>());
+    p.base_size = r.get<uint64_t>();
+    p.base_limit = r.get<uint64_t>();
+    p.size = r.get<uint64_t>();
+    p.mtime_ns = static_cast<int64_t>(r.get<uint64_t>());
+    uint32_t n = r.get<uint32_t>();
+    if (r.ok && n <= (value.size() - r.pos) / 16) {
+      for (uint32_t i = 0; i < n; ++i) {
+        uint64_t a = r.get<uint64_t>(), b = r.get<uint64_t>();
+        p.present.emplace_back(a, b);
+      }
+    } else {
+      r.ok = false;
+    }
+    if (!r.ok || fmt != kFormat || src > static_cast<uint8_t>(Content::Source::local) || p.staging_path.empty()) {
+      HF_LOG_ERROR("journal", "unreadable journal record for '{}'; its staged data is left in place", p.path);
+      return true;
+    }
+    p.base.source = static_cast<Content::Source>(src);
+    out.push_back(std::move(p));
+    return true;
+  });
+  return out;
+}
+
+Result<uint64_t> MetaStore::put_ops(const PendingOps& ops) {
+  if (read_only()) return Error(Errc::read_only, "the write journal is held by another mount of this bucket");
+  uint64_t id = ops.id;
+  if (id == 0) {
+    id = static_cast<uint64_t>(now_unix_ns());
+  }
+  std::string k = "o/";
+  put_be64(k, id);
+  std::string v;
+  put_u8(v, kFormat);
+  put_u32(v, static_cast<uint32_t>(ops.lines.size()));
+  for (auto& [kind, path, hash, mtime] : ops.lines) {
+    put_u8(v, static_cast<uint8_t>(kind));
+    put_u16(v, static_cast<uint16_t>(path.size()));
+    v += path;
+    put_u8(v, static_cast<uint8_t>(hash.size()));
+    v += hash;
+    put_u64(v, static_cast<uint64_t>(mtime));
+  }
+  HF_TRY(kv_->put(kCfJournal, k, v, true));
+  return id;
+}
+
+Status MetaStore::delete_ops(uint64_t id) {
+  if (read_only()) return {};
+  std::string k = "o/";
+  put_be64(k, id);
+  return kv_->del(kCfJournal, k, true);
+}
+
+std::vector<MetaStore::PendingOps> MetaStore::list_ops() {
+  std::vector<PendingOps> out;
+  (void)kv_->scan_prefix(kCfJournal, "o/", [&](std::string_view key, std::string_view value) {
+    if (key.size() != 10) return true;
+    PendingOps ops;
+    for (size_t i = 0; i < 8; ++i) ops.id = ops.id << 8 | static_cast<uint8_t>(key[2 + i]);
+    Reader r{value};
+    uint8_t fmt = r.get<uint8_t>();
+    uint32_t n = r.get<uint32_t>();
+    if (!r.ok || fmt != kFormat || n > value.size()) return true;
+    for (uint32_t i = 0; i < n && r.ok; ++i) {
+      int kind = r.get<uint8_t>();
+      std::string path = r.str(r.get<uint16_t>());
+      std::string hash = r.str(r.get<uint8_t>());
+      int64_t mtime = static_cast<int64_t>(r.get<uint64_t>());
+      ops.lines.emplace_back(kind, std::move(path), std::move(hash), mtime);
+    }
+    if (r.ok) out.push_back(std::move(ops));
     return true;
   });
   return out;

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,29 @@ class MetaStore {
 
   // Read-only secondaries re-read what the primary wrote since.
   void catch_up();
+
+  // ---- Write journal (bucket mounts). Written with sync=true: it must survive power loss.
+  // A file with uncommitted changes: where its staged bytes are and what they apply to.
+  struct PendingFile {
+    std::string path;          // mount-relative
+    std::string staging_path;  // absolute
+    Content base;
+    uint64_t base_size = 0, base_limit = 0, size = 0;
+    int64_t mtime_ns = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> present;  // staged ranges
+  };
+  Status put_pending(const PendingFile& p);
+  Status delete_pending(const std::string& path);
+  std::vector<PendingFile> list_pending();
+  // A namespace change in progress (e.g. a directory rename: its add/delete lines), replayed
+  // after a crash until it completes. Lines are (kind, path, xet-hex, mtime_ms).
+  struct PendingOps {
+    uint64_t id = 0;
+    std::vector<std::tuple<int, std::string, std::string, int64_t>> lines;
+  };
+  Result<uint64_t> put_ops(const PendingOps& ops);  // assigns the id when 0
+  Status delete_ops(uint64_t id);
+  std::vector<PendingOps> list_ops();
 
   // Encoding of one listing page (exposed for tests and fuzzing).
   static std::string encode_entries(const ListedEntry* e, size_t n);

@@ -389,6 +389,7 @@ FLAGS
   -f, --foreground      stay in the foreground (helper mode: dry run, do not mount)
   -d, --debug           trace every FUSE request (implies -f)
   -h, --help            this help          -V, --version   print the version
+  -s, -n, -v            as mount.fuse.hfmount: sloppy and no-mtab (ignored), verbose
 
 OPTIONS (as -o opt=value or --opt=value)
   revision=REV          branch, tag, commit sha or refs/pr/N (default: main)
@@ -413,6 +414,7 @@ OPTIONS (as -o opt=value or --opt=value)
   log_level=LEVEL       error, warn, info (default), debug, trace
   log_file=PATH         append logs to PATH (absolute) instead of stderr (-f) or syslog
   offline               do not contact the Hub: serve what the cache holds
+  insecure_tls          do not verify TLS certificates (tests against local emulators only)
   noexec, noatime, ...  passed to the kernel
   nofail, _netdev, auto, noauto, user, users, x-*, comment=...
                         fstab options: accepted and ignored
@@ -420,7 +422,13 @@ Always set: fsname=<canonical source>, subtype=hfmount, nosuid, nodev.
 
 ENVIRONMENT
   HF_ENDPOINT, HF_TOKEN, HUGGING_FACE_HUB_TOKEN, HF_TOKEN_PATH, HF_HOME, XDG_CACHE_HOME,
-  HF_MOUNT_CA_BUNDLE, SSL_CERT_FILE, HTTPS_PROXY, HTTP_PROXY, NO_PROXY, HF_HUB_OFFLINE
+  HF_MOUNT_CA_BUNDLE, SSL_CERT_FILE, HTTPS_PROXY, HTTP_PROXY, NO_PROXY, HF_HUB_OFFLINE,
+  NOTIFY_SOCKET (with -f: systemd Type=notify readiness)
+
+EXIT STATUS (without -f, once the mount is usable or has failed)
+  0 mounted, 1 usage or option error, 2 authentication (token, access, gated repository),
+  3 repository, revision or folder not found, 4 network or server error, 5 mount point problem
+  (missing, not a directory, busy, FUSE unavailable), 6 cache problem, 32 other failure
 )",
                      prog);
 }

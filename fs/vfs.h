@@ -10,6 +10,10 @@
 // Thread-safety: all members are safe to call concurrently. Lock order: Vfs::mu_ (handles,
 // readers, flights) -> InodeTable's lock -> FileReader::mu_ -> ChunkCache locks. No lock is
 // held across a co_await.
+//
+// Lifetime: the Vfs starts coroutines of its own (listings, prefetch, background commits, the
+// poller). Stop the io executor (and join its threads) before destroying a Vfs, as fs::Mount
+// does; the executor's pending work is then dropped without resuming.
 #pragma once
 
 #include <utility>  // before asio
@@ -54,6 +58,10 @@ struct VfsConfig {
   std::string staging_dir;          // where StagedFiles live (inside the cache directory)
   bool filter_os_junk = true;       // .DS_Store, ._*, Thumbs.db...: kept local, never uploaded
   int commit_attempts = 4;          // per flush/fsync, with exponential backoff
+  // writeback=async: close()/fsync() return once the data is durable locally (staging file
+  // fsynced, journal entry written with sync=true); uploads continue in the background,
+  // retried until they succeed, and resume at the next mount after a crash.
+  bool async_writeback = false;
   int commit_retry_base_ms = 250;
   xet::UploadOptions upload;
 };
@@ -174,6 +182,11 @@ class Vfs {
   Task<Status> fsync(uint64_t fh, CancelPtr cancel);
   // Commits every dirty file (unmount).
   Task<Status> flush_all();
+  // Resumes what the write journal holds from an earlier mount (crash, kill -9, unmount with
+  // failed uploads): staged files come back (and are committed again), interrupted namespace
+  // changes are replayed. Call once after the root listing.
+  Task<Status> recover_journal();
+  size_t dirty_files() const;
 
   // --- remote changes ---
   void set_invalidator(Invalidator inv);
@@ -199,6 +212,8 @@ class Vfs {
     bool ever_committed = false;
     SharedResultPtr<Status> flight;            // commit in progress
     int writers = 0;
+    bool journaled = false;                    // a journal entry holds it (staging kept on disk)
+    bool background = false;                   // an async commit loop is running
   };
   struct DirHandle {
     std::shared_ptr<const DirSnapshot> snap;
@@ -212,6 +227,10 @@ class Vfs {
   std::shared_ptr<WriteState> write_state(uint64_t ino);
   Task<Status> commit_ino(uint64_t ino, CancelPtr cancel);
   Task<Status> flush_ino_if_dirty(uint64_t ino, CancelPtr cancel);
+  Status journal(uint64_t ino, const std::string& path, WriteState& ws);
+  Status persist_locally(uint64_t ino);
+  void commit_in_background(uint64_t ino);
+  Task<Status> replay_ops(MetaStore::PendingOps ops);
   Task<Status> commit_once(uint64_t ino, std::shared_ptr<WriteState> ws);
   Task<Result<ReadData>> read_staged(std::shared_ptr<WriteState> ws, uint64_t off, uint64_t len, CancelPtr cancel);
   Status check_writable() const;

@@ -177,10 +177,16 @@ Task<Status> Vfs::unlink(uint64_t parent, std::string name, CancelPtr cancel) {
     ops[0].path = full_path(parent, name);
     HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
   }
+  std::string path = full_path(parent, name);
   HF_CO_TRY(table_.remove(parent, name));
   if (ws) {
     std::lock_guard lk(mu_);
     ws->ever_committed = false;  // nothing to delete remotely any more; an open fd keeps the data
+    if (ws->journaled && meta_) {
+      (void)meta_->delete_pending(path);
+      ws->journaled = false;
+      ws->staged->keep_on_disk(false);
+    }
   }
   co_return Status{};
 }
@@ -255,6 +261,16 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
     del.path = from;
     dels.push_back(std::move(del));
   }
+  // Journal the whole change first: after a crash the next mount replays it (adds and deletes
+  // by path are idempotent), so a big directory rename never stays half done.
+  uint64_t ops_id = 0;
+  if (meta_ && !adds.empty()) {
+    MetaStore::PendingOps po;
+    for (auto& a : adds) po.lines.emplace_back(0, a.path, a.hash.hex(), a.mtime_ms);
+    for (auto& d : dels) po.lines.emplace_back(1, d.path, std::string(), 0);
+    auto id = meta_->put_ops(po);
+    if (id.ok()) ops_id = *id;
+  }
   // Batches of at most 1000 lines; each batch is self-contained (its adds precede its
   // deletes), so an interruption never leaves a file deleted without its new copy.
   for (size_t i = 0; i < adds.size(); i += kMaxBatchOps / 2) {
@@ -264,6 +280,15 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
     ops.insert(ops.end(), dels.begin() + i, dels.begin() + i + n);
     stats_.batches.fetch_add(1, std::memory_order_relaxed);
     HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
+  }
+  if (ops_id) (void)meta_->delete_ops(ops_id);
+  // Files with uncommitted changes move their journal entries along.
+  for (auto& [ino, rel] : files) {
+    auto ws = write_state(ino);
+    if (!ws || !ws->journaled || !meta_) continue;
+    std::string from = rel.empty() ? old_path : old_path + "/" + rel;
+    std::string to = rel.empty() ? new_path : new_path + "/" + rel;
+    if (journal(ino, to, *ws).ok()) (void)meta_->delete_pending(from);
   }
   HF_CO_TRY(table_.rename(parent, name, new_parent, new_name, no_replace));
   co_return Status{};
@@ -397,7 +422,20 @@ Task<Status> Vfs::flush(uint64_t fh, CancelPtr cancel) {
     if (it == files_.end() || !it->second->writable) co_return Status{};
     ino = it->second->ino;
   }
+  if (cfg_.async_writeback) co_return persist_locally(ino);
   co_return co_await commit_ino(ino, cancel);
+}
+
+Status Vfs::persist_locally(uint64_t ino) {
+  auto ws = write_state(ino);
+  if (!ws || ws->staged->generation() == ws->committed_gen) return {};
+  auto path = table_.path(ino);
+  if (!path) return {};  // unlinked: nothing to keep
+  // Durable here before acknowledging: staged bytes fsynced, then the journal (sync=true).
+  HF_TRY(ws->staged->sync());
+  HF_TRY(journal(ino, *path, *ws));
+  commit_in_background(ino);
+  return {};
 }
 
 Task<Status> Vfs::fsync(uint64_t fh, CancelPtr cancel) {
@@ -408,6 +446,7 @@ Task<Status> Vfs::fsync(uint64_t fh, CancelPtr cancel) {
     if (it == files_.end()) co_return Error(Errc::bad_handle, "unknown file handle");
     ino = it->second->ino;
   }
+  if (cfg_.async_writeback) co_return persist_locally(ino);
   co_return co_await commit_ino(ino, cancel);
 }
 
@@ -487,6 +526,10 @@ Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
   xet::UploadSink* sink = remote_.upload_sink();
   if (!sink) co_return Error(Errc::read_only, "this source cannot be written");
 
+  // Journal first: if the process dies during the upload, the next mount resumes it.
+  if (Status js = journal(ino, *path, *ws); !js.ok()) {
+    HF_LOG_DEBUG("write", "journal unavailable for {}: {}", *path, js.error().describe());
+  }
   uint64_t size = ws->staged->size();
   uint64_t base_limit = ws->staged->base_limit();
   auto staged = ws->staged;
@@ -561,15 +604,201 @@ Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
   Content c;
   c.source = Content::Source::xet;
   c.id = up->file_hash.bytes;
+  bool clean;
   {
     std::lock_guard lk(mu_);
     ws->committed_gen = gen;
     ws->ever_committed = true;
     table_.set_content(ino, c, size, mtime_ns);
-    if (ws->staged->generation() == gen) table_.set_local(ino, false);
+    clean = ws->staged->generation() == gen;
+    if (clean) table_.set_local(ino, false);
     kernel_content_[ino] = c.id;  // the kernel's pages already hold these bytes
   }
+  if (clean && ws->journaled && meta_) {
+    if (meta_->delete_pending(*path).ok()) {
+      ws->journaled = false;
+      ws->staged->keep_on_disk(false);
+    }
+  }
+  if (clean) {
+    // Nobody has the file open any more (e.g. a resumed upload): drop the staged copy now,
+    // reads go to the committed content.
+    std::lock_guard lk(mu_);
+    bool open = false;
+    for (auto& [fh, h] : files_) open |= h->ino == ino;
+    auto it = writes_.find(ino);
+    if (!open && it != writes_.end() && it->second == ws && ws->writers == 0 && !ws->journaled &&
+        ws->staged->generation() == ws->committed_gen) {
+      writes_.erase(it);
+    }
+  }
   HF_LOG_DEBUG("write", "committed {} ({} bytes, {} new, {} deduplicated)", *path, size, up->new_bytes, up->dedup_bytes);
+  co_return Status{};
+}
+
+
+Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
+  if (!meta_) return {};
+  MetaStore::PendingFile p;
+  p.path = path;
+  p.staging_path = ws.staged->path();
+  p.base = ws.staged->base();
+  p.base_size = ws.staged->base_size();
+  p.base_limit = ws.staged->base_limit();
+  p.size = ws.staged->size();
+  auto n = table_.get(ino);
+  p.mtime_ns = n ? n->attr.mtime_ns : now_unix_ns();
+  RangeSet present = ws.staged->present();  // (keep the copy alive for the loop)
+  for (auto& [a, b] : present.ranges()) p.present.emplace_back(a, b);
+  HF_TRY(meta_->put_pending(p));
+  ws.staged->keep_on_disk(true);
+  ws.journaled = true;
+  return {};
+}
+
+void Vfs::commit_in_background(uint64_t ino) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = writes_.find(ino);
+    if (it == writes_.end() || it->second->background) return;
+    it->second->background = true;
+  }
+  auto life = life_;
+  net::co_spawn(
+      ex_,
+      [this, ino, life]() -> Task<void> {
+        int delay_ms = 1000;
+        for (;;) {
+          Status st = co_await commit_ino(ino, nullptr);
+          if (life->cancelled()) co_return;
+          if (st.ok()) break;
+          // Never give up on acknowledged data: back off to at most 5 minutes and keep going.
+          HF_LOG_WARN("write", "background upload of inode {} failed ({}); next try in {} s", ino,
+                      st.error().describe(), delay_ms / 1000);
+          co_await sleep_for_ms(delay_ms);
+          if (life->cancelled()) co_return;
+          delay_ms = std::min(delay_ms * 2, 300000);
+        }
+        std::lock_guard lk(mu_);
+        if (auto it = writes_.find(ino); it != writes_.end()) it->second->background = false;
+      },
+      net::detached);
+}
+
+size_t Vfs::dirty_files() const {
+  std::lock_guard lk(mu_);
+  size_t n = 0;
+  for (auto& [ino, ws] : writes_) n += ws->staged->generation() != ws->committed_gen;
+  return n;
+}
+
+Task<Status> Vfs::replay_ops(MetaStore::PendingOps ops) {
+  std::vector<CommitOp> lines;
+  for (auto& [kind, path, hash, mtime] : ops.lines) {
+    CommitOp op;
+    op.kind = kind == 0 ? CommitOp::Kind::add : CommitOp::Kind::del;
+    op.path = path;
+    if (op.kind == CommitOp::Kind::add) {
+      auto h = xet::Hash::from_hex(hash);
+      if (!h.ok()) continue;
+      op.hash = *h;
+      op.mtime_ms = mtime;
+    }
+    lines.push_back(std::move(op));
+  }
+  if (!lines.empty()) HF_CO_TRY(co_await remote_.commit(std::move(lines), nullptr));
+  co_return meta_->delete_ops(ops.id);
+}
+
+Task<Status> Vfs::recover_journal() {
+  if (!meta_ || cfg_.read_only) co_return Status{};
+  // Interrupted namespace changes first: they describe the remote state files rely on.
+  for (auto& ops : meta_->list_ops()) {
+    Status st = co_await replay_ops(ops);
+    if (!st.ok()) HF_LOG_WARN("journal", "replaying an interrupted rename failed: {}", st.error().describe());
+  }
+  auto pending = meta_->list_pending();
+  if (!pending.empty()) HF_LOG_INFO("journal", "resuming {} file(s) with uncommitted changes", pending.size());
+  for (auto& p : pending) {
+    RangeSet present;
+    for (auto& [a, b] : p.present) present.add(a, b);
+    auto staged = StagedFile::reopen(p.staging_path, p.base, p.base_size, p.base_limit, p.size, std::move(present));
+    if (!staged.ok()) {
+      HF_LOG_ERROR("journal", "cannot resume '{}': {}", p.path, staged.error().describe());
+      continue;
+    }
+    (*staged)->keep_on_disk(true);
+    // Walk/create the parent directories (local ones if the bucket no longer has them).
+    uint64_t dir = kRootIno;
+    std::string rest = p.path;
+    bool ok = true;
+    for (size_t slash; (slash = rest.find('/')) != std::string::npos;) {
+      std::string name = rest.substr(0, slash);
+      rest = rest.substr(slash + 1);
+      Status ls = co_await ensure_listed(dir, nullptr);
+      if (!ls.ok()) {
+        ok = false;
+        break;
+      }
+      auto r = table_.lookup(dir, name);
+      if (r.state != InodeTable::ChildState::found) {
+        InodeTable::NewNode nn;
+        nn.kind = NodeKind::dir;
+        nn.mtime_ns = p.mtime_ns;
+        auto c = table_.create(dir, name, nn, true);
+        if (!c.ok()) {
+          ok = false;
+          break;
+        }
+        dir = c->attr.ino;
+      } else {
+        dir = r.info.attr.ino;
+      }
+    }
+    if (ok) ok = (co_await ensure_listed(dir, nullptr)).ok();
+    if (!ok) {
+      HF_LOG_ERROR("journal", "cannot resume '{}': its directory cannot be listed", p.path);
+      continue;
+    }
+    // Local changes win over whatever the bucket holds now (documented conflict rule).
+    uint64_t ino;
+    auto r = table_.lookup(dir, rest);
+    if (r.state == InodeTable::ChildState::found && r.info.attr.kind == NodeKind::file) {
+      ino = r.info.attr.ino;
+    } else {
+      if (r.state == InodeTable::ChildState::found) (void)table_.remove(dir, rest);
+      InodeTable::NewNode nn;
+      nn.kind = NodeKind::file;
+      nn.content = p.base;
+      nn.size = p.base_size;
+      nn.mtime_ns = p.mtime_ns;
+      auto c = table_.create(dir, rest, nn, true);
+      if (!c.ok()) {
+        HF_LOG_ERROR("journal", "cannot resume '{}': {}", p.path, c.error().describe());
+        continue;
+      }
+      ino = c->attr.ino;
+    }
+    {
+      std::lock_guard lk(mu_);
+      auto ws = std::make_shared<WriteState>();
+      ws->staged = std::move(*staged);
+      ws->committed_gen = UINT64_MAX;  // dirty until committed
+      ws->journaled = true;
+      ws->ever_committed = p.base.source == Content::Source::xet;
+      auto n = table_.get(ino);
+      if (n && p.base.source != Content::Source::empty && p.base_size > 0) {
+        NodeInfo base_info = *n;
+        base_info.content = p.base;
+        base_info.attr.size = p.base_size;
+        ws->base = reader_locked(base_info);
+      }
+      writes_[ino] = ws;
+    }
+    table_.set_size(ino, p.size, p.mtime_ns);
+    table_.set_local(ino, true);
+    commit_in_background(ino);
+  }
   co_return Status{};
 }
 

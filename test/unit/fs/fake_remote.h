@@ -279,6 +279,8 @@ class FakeRemote : public Remote, public xet::UploadSink {
     co_await delay();
     if (take(fail_commit)) co_return Error(Errc::server_error, "injected batch failure");
     std::lock_guard lk(mu_);
+    // Like a bucket's updatedAt: every change gives the bucket a new revision marker.
+    rev_ = head_ = "bucket-state-" + std::to_string(++commit_seq_);
     for (auto& op : ops) {
       std::string dir = dirname(op.path), name = basename(op.path);
       auto& entries = dirs_[dir];
@@ -386,6 +388,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
   mutable std::mutex mu_;
   std::string rev_ = "1111111111111111111111111111111111111111";
   std::string head_;
+  uint64_t commit_seq_ = 0;
   std::map<std::string, std::vector<RemoteEntry>> dirs_;
   std::map<std::string, XetFile> files_;
   std::map<std::string, std::vector<std::vector<uint8_t>>> xorbs_;

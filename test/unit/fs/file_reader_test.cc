@@ -27,6 +27,7 @@ struct Fixture {
   ReaderConfig cfg;
   ReaderStats stats;
 
+  ~Fixture() { io.stop(); }  // before the remote and cache that background fetches use
   Fixture() {
     cfg.retry_base_ms = 1;
     cfg.first_segment = 256 << 10;

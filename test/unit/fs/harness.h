@@ -22,10 +22,15 @@ class IoThreads {
   explicit IoThreads(int n = 2) : guard_(io_.get_executor()) {
     for (int i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
   }
-  ~IoThreads() {
+  ~IoThreads() { stop(); }
+  // Stops running handlers and joins the threads (idempotent). Fixtures call this before
+  // destroying what coroutines on these threads use.
+  void stop() {
     guard_.reset();
     io_.stop();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
   }
   boost::asio::io_context& io() { return io_; }
   boost::asio::any_io_executor ex() { return io_.get_executor(); }

@@ -124,6 +124,7 @@ TEST_CASE("lookup, negative entries, readdir snapshots and attributes") {
   CHECK(v.open(m->attr.ino, O_RDONLY | O_TRUNC).code() == Errc::read_only);
   CHECK(v.open(kRootIno, O_RDONLY).code() == Errc::is_dir);
   CHECK(v.lookup_fast(kRootIno, std::string(256, 'a'))->code() == Errc::name_too_long);
+  io.stop();
 }
 
 TEST_CASE("reads through the VFS return exact bytes for Xet, HTTP and empty files") {
@@ -145,6 +146,7 @@ TEST_CASE("reads through the VFS return exact bytes for Xet, HTTP and empty file
   auto c = read_all(io, v, walk(io, v, "empty.txt")->attr.ino);
   REQUIRE(c.ok());
   CHECK(c->empty());
+  io.stop();
 }
 
 TEST_CASE("xattrs describe the content and its cache state") {
@@ -165,6 +167,7 @@ TEST_CASE("xattrs describe the content and its cache state") {
   auto names = v.listxattr(ino).value();
   CHECK(std::find(names.begin(), names.end(), "user.hf.xet_hash") != names.end());
   CHECK(v.listxattr(kRootIno)->size() == 2);
+  io.stop();
 }
 
 TEST_CASE("hostile listings: bad names and entries are skipped, the rest is served") {
@@ -198,6 +201,7 @@ TEST_CASE("hostile listings: bad names and entries are skipped, the rest is serv
   CHECK(names == std::vector<std::string>{"dup", "ok.txt"});
   CHECK(snap->entries[0].attr.kind == NodeKind::file);
   CHECK(v.stats().skipped_names.load() == 6);
+  io.stop();
 }
 
 TEST_CASE("a remount serves listings and cached bytes with the network gone") {
@@ -218,6 +222,7 @@ TEST_CASE("a remount serves listings and cached bytes with the network gone") {
     auto got = read_all(io, v, ino1);
     REQUIRE(got.ok());
     cache.flush();
+    io.stop();
   }
   IoThreads io;
   FakeRemote remote;  // knows nothing and fails everything
@@ -243,6 +248,7 @@ TEST_CASE("a remount serves listings and cached bytes with the network gone") {
   auto miss = io.run(v.lookup(kRootIno, "nothing-here", nullptr));
   REQUIRE(miss.ok());
   CHECK(miss->attr.ino == 0);
+  io.stop();
 }
 
 TEST_CASE("a moved branch is followed: changes appear, open files keep their bytes, kernel caches are invalidated") {
@@ -317,4 +323,5 @@ TEST_CASE("a moved branch is followed: changes appear, open files keep their byt
   CHECK_FALSE(has(Invalidation::Kind::inode_pages, model, ""));
   CHECK(has(Invalidation::Kind::inode_pages, kRootIno, ""));
   CHECK_FALSE(has(Invalidation::Kind::inode_pages, keep_ino, ""));
+  io.stop();
 }
