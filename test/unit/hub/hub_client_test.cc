@@ -325,6 +325,7 @@ TEST_CASE("head_file: xet 302 metadata, 307 resolve-cache, cross-host, buckets, 
   CHECK(b->xet_auth_url == base + "/api/buckets/alice/scratch/xet-read-token");
 
   auto br = run_coro(f.io.io, f.hub->head_file(kBucket, "", "redir.bin"));
+  INFO((br.ok() ? std::string("ok") : br.error().describe()));
   REQUIRE(br.ok());
   CHECK(br->size == 5000);
   CHECK(br->xet_hash == "3ed0");
