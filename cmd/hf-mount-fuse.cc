@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/text.h"
 #include "cmd/exit_codes.h"
 #include "cmd/sd_notify.h"
 #include "fs/mount.h"
@@ -104,6 +105,11 @@ int main(int argc, char** argv) {
     if (char* p = std::strstr(argv[i], "hf_token=")) {
       for (p += 9; *p && *p != ','; ++p) *p = 'x';
     }
+  }
+  // huggingface_hub's convention: HF_HUB_OFFLINE=1|ON|YES|TRUE means "never contact the Hub".
+  if (const char* off = std::getenv("HF_HUB_OFFLINE")) {
+    std::string v = to_lower(off);
+    if (v == "1" || v == "on" || v == "yes" || v == "true") cfg.offline = true;
   }
   if (auto l = log::parse_level(cfg.log_level); l.ok()) log::set_level(*l);
   if (cfg.verbose && log::level() < log::Level::info) log::set_level(log::Level::info);
