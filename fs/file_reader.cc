@@ -142,6 +142,7 @@ std::shared_ptr<FileReader::Segment> FileReader::start_segment_locked(uint64_t s
   seg->end = end;
   inflight_.emplace(start, seg);
   stats_.segments.fetch_add(1, std::memory_order_relaxed);
+  stats_.segments_in_flight.fetch_add(1, std::memory_order_relaxed);
   HF_LOG_TRACE("read", "segment {} [{}, {})", path_, start, end);
   net::co_spawn(ex_, run_segment(seg), net::detached);
   return seg;
@@ -301,6 +302,7 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
     auto it = inflight_.find(seg->start);
     if (it != inflight_.end() && it->second == seg) inflight_.erase(it);
   }
+  stats_.segments_in_flight.fetch_sub(1, std::memory_order_relaxed);
   seg->done->set(st);
 }
 

@@ -83,6 +83,7 @@ struct StreamState {
 struct ReaderStats {
   std::atomic<uint64_t> segments{0}, segment_retries{0}, segment_failures{0};
   std::atomic<uint64_t> bytes_fetched{0}, reconstructions{0};
+  std::atomic<int64_t> segments_in_flight{0};
 };
 
 class FileReader : public std::enable_shared_from_this<FileReader> {

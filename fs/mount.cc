@@ -14,7 +14,10 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/text.h"
+#include "base/sha256.h"
 #include "fs/chunk_cache.h"
+#include "fs/control_server.h"
 #include "fs/fuse/ops.h"
 #include "fs/hub_remote.h"
 #include "fs/meta_store.h"
@@ -248,8 +251,10 @@ Status Mount::boot(const MountConfig& cfg) {
   vc.table.dir_perm = (writable ? 0755 : 0555) & ~cfg.umask;
   vc.table.default_mtime_ns = last_modified_ns;
   if (writable) {
-    vc.staging_dir = info_.cache_dir + "/staging";
+    // One staging directory per bucket view, next to its journal.
+    vc.staging_dir = info_.cache_dir + "/staging/" + sha256_hex(scope).substr(0, 16);
     HF_TRY(prepare_private_dir(vc.staging_dir));
+    vc.async_writeback = cfg.async_writeback;
   }
   vfs_ = std::make_unique<Vfs>(vc, *remote_, *cache_, io_->get_executor(), meta_.get(), cpu_->get_executor());
 
@@ -262,6 +267,15 @@ Status Mount::boot(const MountConfig& cfg) {
                                                        info_.repo_id, cfg.revision));
     }
     return listed;
+  }
+  if (writable) {
+    if (meta_ && meta_->read_only()) {
+      HF_LOG_WARN("mount", "another mount of {} holds its write journal: uploads of this mount are not crash-safe",
+                  info_.source);
+    } else {
+      Status rec = run_sync(*io_, vfs_->recover_journal());
+      if (!rec.ok()) HF_LOG_WARN("mount", "resuming pending uploads failed: {}", rec.error().describe());
+    }
   }
   HF_LOG_INFO("mount", "{} at {} (commit {}{}{})", info_.source, bucket ? "bucket" : cfg.revision, info_.commit,
               info_.pinned ? ", pinned" : "", info_.offline ? ", offline" : "");
@@ -282,6 +296,13 @@ Status Mount::mount_kernel() {
   if (!s.ok()) return std::move(s).error();
   session_ = std::move(*s);
   vfs_->set_invalidator(session_->invalidator());
+  // The control socket appears once the mount is usable; `hf-mount status/warm` talk to it.
+  auto cs = ControlServer::start(io_->get_executor(), cfg_.mountpoint, geteuid(), *this);
+  if (cs.ok()) {
+    control_ = std::move(*cs);
+  } else {
+    HF_LOG_WARN("mount", "control socket unavailable ({}); `hf-mount status` will show less", cs.error().describe());
+  }
   // Follow a moving branch or a bucket written by others; a pinned commit never changes.
   if (!info_.pinned && cfg_.poll_interval > 0) {
     net::co_spawn(io_->get_executor(), vfs_->poll_loop(std::chrono::seconds(cfg_.poll_interval)), net::detached);
@@ -310,7 +331,100 @@ int Mount::serve() {
   return r;
 }
 
+MountStatus Mount::status() {
+  MountStatus s;
+  s.source = info_.source;
+  s.mountpoint = cfg_.mountpoint;
+  s.revision = info_.revision;
+  s.commit = vfs_ ? vfs_->revision() : info_.commit;
+  s.endpoint = info_.endpoint;
+  s.cache_dir = info_.cache_dir;
+  s.read_only = vfs_ ? vfs_->config().read_only : true;
+  s.pinned = info_.pinned;
+  s.offline = info_.offline || (remote_ && remote_->offline());
+  s.pid = ::getpid();
+  s.started_at_ns = info_.started_at_ns;
+  if (vfs_) {
+    VfsStats& v = vfs_->stats();
+    s.bytes_fetched = v.reader.bytes_fetched.load();
+    s.bytes_served = v.read_bytes.load();
+    s.read_errors = v.read_errors.load();
+    s.dirty_files = vfs_->dirty_files();
+    s.commits = v.commits.load();
+    s.commit_failures = v.commit_failures.load();
+    s.uploaded_bytes = v.uploaded_bytes.load();
+  }
+  if (cache_) {
+    auto c = cache_->stats();
+    s.cache_hits = c.mem_hits + c.disk_hits;
+    s.cache_misses = c.misses;
+    s.cache_disk_bytes = c.disk_bytes;
+    s.cache_memory_bytes = c.mem_bytes;
+  }
+  if (http_) {
+    auto h = http_->stats();
+    s.http_requests = h.requests;
+    s.http_retries = h.retries;
+    s.http_errors = h.errors_total();
+    s.http_in_flight = static_cast<uint64_t>(std::max<int64_t>(0, vfs_ ? vfs_->stats().reader.segments_in_flight.load() : 0));
+  }
+  return s;
+}
+
+Task<Status> Mount::warm(std::vector<std::string> paths, Progress progress) {
+  // Resolve every path to files (directories recursively), then fetch them one by one.
+  std::vector<std::pair<uint64_t, uint64_t>> files;  // ino, size
+  for (auto& p : paths) {
+    uint64_t ino = kRootIno;
+    for (auto part : split(p, '/')) {
+      if (part.empty() || part == ".") continue;
+      auto e = co_await vfs_->lookup(ino, std::string(part), nullptr);
+      if (!e.ok()) co_return std::move(e).error();
+      if (e->attr.ino == 0) co_return Error(Errc::not_found, "no such file or directory: " + p);
+      vfs_->forget(e->attr.ino, 1);  // not a kernel reference
+      ino = e->attr.ino;
+    }
+    std::vector<uint64_t> dirs{ino};
+    while (!dirs.empty()) {
+      uint64_t d = dirs.back();
+      dirs.pop_back();
+      auto n = vfs_->table().get(d);
+      if (!n) continue;
+      if (n->attr.kind == NodeKind::file) {
+        files.emplace_back(d, n->attr.size);
+        continue;
+      }
+      if (n->attr.kind != NodeKind::dir) continue;
+      HF_CO_TRY(co_await vfs_->ensure_listed(d, nullptr));
+      if (auto snap = vfs_->table().snapshot(d)) {
+        for (auto& e : snap->entries) dirs.push_back(e.attr.ino);
+      }
+    }
+  }
+  uint64_t total = 0, done = 0, files_done = 0;
+  for (auto& f : files) total += f.second;
+  if (progress) progress(0, total, 0, files.size());
+  for (auto& [ino, size] : files) {
+    auto reader = vfs_->reader_for_ino(ino);
+    if (reader) {
+      HF_CO_TRY(co_await reader->warm(
+          [&](uint64_t n) {
+            done += n;
+            if (progress) progress(done, total, files_done, files.size());
+          },
+          nullptr));
+    }
+    ++files_done;
+    if (progress) progress(done, total, files_done, files.size());
+  }
+  cache_->flush();
+  co_return Status{};
+}
+
+Task<Status> Mount::flush() { co_return co_await vfs_->flush_all(); }
+
 Mount::~Mount() {
+  control_.reset();
   session_.reset();  // unmount first: no new requests
   fctx_.reset();
   if (work_) work_.reset();

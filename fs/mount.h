@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/control.h"
 #include "fs/mount_config.h"
 
 namespace hf::http {
@@ -41,6 +42,7 @@ class TokenSource;
 namespace hf::fs {
 
 class ChunkCache;
+class ControlServer;
 class HubRemote;
 class MetaStore;
 class Vfs;
@@ -62,7 +64,7 @@ struct MountInfo {
   int64_t started_at_ns = 0;
 };
 
-class Mount {
+class Mount : public ControlHandler {
  public:
   static Result<std::unique_ptr<Mount>> create(const MountConfig& cfg);
   ~Mount();
@@ -77,6 +79,11 @@ class Mount {
 
   const MountInfo& info() const { return info_; }
   Vfs& vfs() { return *vfs_; }
+
+  // ControlHandler (called by the control server on the io executor).
+  MountStatus status() override;
+  Task<Status> warm(std::vector<std::string> paths, Progress progress) override;
+  Task<Status> flush() override;
 
  private:
   Mount() = default;
@@ -99,6 +106,7 @@ class Mount {
   std::unique_ptr<Vfs> vfs_;
   std::unique_ptr<fuse::FuseContext> fctx_;
   std::unique_ptr<fuse::Session> session_;
+  std::unique_ptr<ControlServer> control_;
 };
 
 // Default cache directory: cache_dir= if given; root: /var/cache/hf-mount; otherwise

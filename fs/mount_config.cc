@@ -213,6 +213,17 @@ Status apply_option(MountConfig& cfg, std::string_view opt) {
     while (!cfg.endpoint.empty() && cfg.endpoint.back() == '/') cfg.endpoint.pop_back();
     return {};
   }
+  if (key == "writeback") {
+    HF_TRY(need());
+    if (val == "sync") {
+      cfg.async_writeback = false;
+    } else if (val == "async") {
+      cfg.async_writeback = true;
+    } else {
+      return Error(Errc::invalid_argument, fmt::format("option writeback: '{}' (use sync or async)", val));
+    }
+    return {};
+  }
   if (key == "token_file") { HF_TRY(need()); cfg.token_file = std::string(val); return {}; }
   if (key == "hf_token") { HF_TRY(need()); cfg.token = Secret(std::string(val)); return {}; }
   if (key == "ca_bundle") { HF_TRY(need()); cfg.ca_bundle = std::string(val); return {}; }
@@ -316,7 +327,7 @@ Result<MountConfig> parse_mount_args(const std::vector<std::string>& args, bool 
         if (c == '=') break;
       }
       if (opt.find('=') == std::string::npos && i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
-        static const char* valued[] = {"revision", "endpoint", "token_file", "hf_token", "uid", "gid", "umask",
+        static const char* valued[] = {"revision", "endpoint", "token_file", "hf_token", "uid", "gid", "umask", "writeback",
                                        "metadata_ttl", "poll_interval", "cache_dir", "cache_size", "memory_cache",
                                        "max_threads", "read_ahead_kb", "log_level", "ca_bundle", "log_file"};
         for (const char* v : valued) {
@@ -414,6 +425,9 @@ OPTIONS (as -o opt=value or --opt=value)
   log_level=LEVEL       error, warn, info (default), debug, trace
   log_file=PATH         append logs to PATH (absolute) instead of stderr (-f) or syslog
   offline               do not contact the Hub: serve what the cache holds
+  writeback=MODE        buckets: sync (default: close/fsync return after the upload is
+                        committed) or async (they return once the data is durable locally;
+                        uploads continue in the background and resume after a crash)
   insecure_tls          do not verify TLS certificates (tests against local emulators only)
   noexec, noatime, ...  passed to the kernel
   nofail, _netdev, auto, noauto, user, users, x-*, comment=...

@@ -61,6 +61,7 @@ struct MountConfig {
   std::string ca_bundle;              // extra CA certificates (PEM file)
   bool insecure_tls = false;          // tests only: skip certificate verification
   bool offline = false;               // serve from the local cache only
+  bool async_writeback = false;       // writeback=async: close() returns once data is durable locally
   bool foreground = false;
   bool debug = false;                 // -d: libfuse request tracing (implies foreground)
   bool dry_run = false;               // helper -f
