@@ -118,6 +118,9 @@ struct Client::Impl {
 
   void init_tls() {
     SSL_CTX_set_min_proto_version(ssl_ctx.native_handle(), TLS1_2_VERSION);
+    // OpenSSL reads the socket itself (TlsStream): let it pull several records per recv().
+    SSL_CTX_set_read_ahead(ssl_ctx.native_handle(), 1);
+    SSL_CTX_set_default_read_buffer_len(ssl_ctx.native_handle(), 128 * 1024);
     error_code ec;
     // Honours SSL_CERT_FILE / SSL_CERT_DIR like every OpenSSL program.
     ssl_ctx.set_default_verify_paths(ec);
@@ -308,7 +311,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Status deliver(std::span<const uint8_t> d);
   // Bytes can be read from the current connection without waiting.
   bool more_ready() {
-    if (conn_->tls && SSL_pending(conn_->tls->native_handle()) > 0) return true;
+    if (conn_->tls && conn_->tls->has_pending()) return true;
     error_code ec;
     return conn_->lowest().available(ec) > 0 && !ec;
   }
@@ -527,15 +530,16 @@ awaitable<Status> Exchange::open_connection(Connection& c, const Url& url, const
   if (url.is_https()) {
     if (!impl_->tls_error.empty()) co_return make_error(Errc::tls, impl_->tls_error);
     arm(Phase::tls, to_.tls);
-    c.tls = std::make_unique<ssl::stream<tcp::socket>>(std::move(c.sock), impl_->ssl_ctx);
+    c.tls = std::make_unique<detail::TlsStream>(std::move(c.sock), impl_->ssl_ctx.native_handle());
     SSL* s = c.tls->native_handle();
+    if (!s) co_return make_error(Errc::tls, "cannot create a TLS session");
     bool ip = url.is_ip_literal();
     if (!ip) SSL_set_tlsext_host_name(s, url.host.c_str());  // SNI is for DNS names only (RFC 6066)
     if (!impl_->opts.insecure_skip_verify) {
       if (ip) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), url.host.c_str());
       else SSL_set1_host(s, url.host.c_str());
     }
-    co_await c.tls->async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+    co_await c.tls->async_handshake(net::redirect_error(net::use_awaitable, ec));
     if (aborted_) co_return abort_error();
     if (ec) {
       long vr = SSL_get_verify_result(s);

@@ -24,7 +24,7 @@ uint8_t* Connection::scratch_buf(size_t n) {
 
 bool Connection::looks_alive() {
   if (!lowest().is_open() || buf.size() != 0) return false;
-  if (tls && SSL_pending(tls->native_handle()) > 0) return false;
+  if (tls && tls->has_pending()) return false;
   char b;
   ssize_t n = ::recv(lowest().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n >= 0) return false;  // 0: the server closed; >0: stray bytes (e.g. a TLS alert)

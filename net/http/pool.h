@@ -8,7 +8,6 @@
 #include <utility>  // before Asio (asio#944)
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
@@ -19,6 +18,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "net/http/tls_stream.h"
 
 namespace hf::http::detail {
 
@@ -31,7 +32,7 @@ struct Connection {
 
   std::string key;                                      // pool key
   tcp::socket sock;                                     // the socket while plain (moved into `tls` for https)
-  std::unique_ptr<net::ssl::stream<tcp::socket>> tls;   // set for https
+  std::unique_ptr<TlsStream> tls;                       // set for https
   boost::beast::flat_buffer buf;                        // response bytes read but not yet parsed
   std::unique_ptr<uint8_t[]> scratch;                   // body read buffer, allocated on first use
   size_t scratch_size = 0;

@@ -1074,3 +1074,61 @@ TEST_CASE("multipart/byteranges response parsed while streaming", "[http][client
   CHECK(parts[1].first == 50000);
   CHECK(parts[1].second == data.substr(50000));
 }
+
+TEST_CASE("TLS: large, chunked and truncated bodies, uploads, reuse", "[http][client][tls]") {
+  TestPki pki;
+  TestServer::Options so;
+  so.tls = true;
+  so.cert = pki.issue({"localhost"}, {"127.0.0.1"});
+  const std::string big = pattern(12u << 20, 21);
+  TestServer srv(
+      [&](const ReceivedRequest& r) {
+        Reply x;
+        if (r.target == "/big") x.body = big;
+        if (r.target == "/chunked") {
+          x.body = big.substr(0, 1 << 20);
+          x.chunked = true;
+          x.chunk_size = 30000;
+        }
+        if (r.target == "/cut") {
+          x.body = big.substr(0, 100000);
+          x.content_length = 200000;
+          x.end = Reply::End::close;
+        }
+        if (r.target == "/echo") x.body = sha256_hex(r.body);
+        return x;
+      },
+      so);
+  IoThreads io;
+  auto o = fast_opts();
+  o.extra_ca_file = pki.ca_file();
+  o.retry.max_attempts = 1;
+  Client c(io.io, o);
+  Sha256 h;
+  size_t total = 0;
+  StreamHandler sh;
+  sh.on_data = [&](std::span<const uint8_t> d) {
+    h.update(d);
+    total += d.size();
+    return Status();
+  };
+  REQUIRE(stream_sync(c, get(srv.url("/big")), sh).ok());
+  auto dg = h.finish();
+  CHECK(total == big.size());
+  CHECK(hex_encode(dg.data(), dg.size()) == sha256_hex(big));
+  auto ch = fetch_sync(c, get(srv.url("/chunked")));
+  REQUIRE(ch.ok());
+  CHECK(ch->body == big.substr(0, 1 << 20));
+  Request up;
+  up.method = "PUT";
+  up.url = srv.url("/echo");
+  up.body = std::make_shared<const std::string>(big);
+  auto u = fetch_sync(c, up);
+  REQUIRE(u.ok());
+  CHECK(u->body == sha256_hex(big));
+  CHECK(srv.connections() == 1);  // all of the above on one TLS connection
+  auto cut = fetch_sync(c, get(srv.url("/cut")));
+  REQUIRE(!cut.ok());
+  CHECK(cut.code() == Errc::protocol);
+  CHECK(cut.error().message.find("truncated") != std::string::npos);
+}

@@ -12,6 +12,7 @@
 #include "base/sha256.h"
 #include "net/hub/client.h"
 #include "net/xet/client/cas_client.h"
+#include "net/xet/client/cas_upload_sink.h"
 #include "net/xet/upload/upload_session.h"
 #include "test/hubsim/server.h"
 #include "test/unit/http/test_util.h"
@@ -57,17 +58,6 @@ boost::asio::awaitable<Result<std::string>> read_xet(xet::CasClient& cas, xet::H
   if (range) out.resize(std::min<size_t>(out.size(), range->end - range->start + 1));
   co_return out;
 }
-
-struct CasSink : xet::UploadSink {
-  explicit CasSink(xet::CasClient& c) : cas(c) {}
-  xet::Task<Status> put_xorb(xet::Hash h, std::shared_ptr<const std::string> s) override {
-    auto r = co_await cas.upload_xorb(h, std::move(s));
-    if (!r) co_return std::move(r).error();
-    co_return Status();
-  }
-  xet::Task<Status> put_shard(std::shared_ptr<const std::string> s) override { co_return co_await cas.upload_shard(std::move(s)); }
-  xet::CasClient& cas;
-};
 
 }  // namespace
 
@@ -168,7 +158,7 @@ TEST_CASE("E2E: bucket write path (upload session -> CAS -> batch) and read back
 
   auto wtok = std::make_shared<xet::HubTokenSource>(hubc, bucket, "", true);
   xet::CasClient cas(http, wtok);
-  CasSink sink(cas);
+  xet::CasUploadSink sink(cas);
   const std::string content = random_bytes(1u << 20, 11);
   auto result = run_coro(io.io, [&]() -> boost::asio::awaitable<Result<xet::FileUploadResult>> {
     xet::UploadSession session(sink, io.io.get_executor(), cpu.get_executor());
