@@ -39,9 +39,10 @@ else
     echo "ok    systemd-analyze verify rejects a broken unit"
 fi
 
-# findmnt --verify: errors ([E]) fail, warnings (unreachable sources) are expected offline.
+# findmnt --verify: errors ([E]) fail, except that the example mount points do not exist here;
+# warnings (unreachable sources, unknown fuse type) are expected on a build machine.
 out=$(findmnt --verify --tab-file "$src/packaging/fstab.example" 2>&1)
-if echo "$out" | grep -q '\[E\]'; then
+if echo "$out" | grep '\[E\]' | grep -v 'unreachable on boot required target' | grep -q .; then
     echo "FAIL  findmnt --verify fstab.example: $out"
     fail=1
 else
