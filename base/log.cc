@@ -89,6 +89,7 @@ void use_syslog(const char* ident) {
   std::lock_guard lk(g_mu);
   openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
   g_sink = SinkKind::syslog;
+  g_journal_checked = true;  // an explicit sink: the first write must not reset it to stderr
 }
 
 Status use_file(const std::string& path) {
@@ -100,6 +101,7 @@ Status use_file(const std::string& path) {
   int old = g_fd.exchange(fd);
   if (old > 2) ::close(old);
   g_sink = SinkKind::file;
+  g_journal_checked = true;  // an explicit sink: the first write must not reset it to stderr
   return {};
 }
 
