@@ -121,6 +121,16 @@ Hub::~Hub() {
 
 Mount::Mount(const Hub& hub, const std::string& source, const std::string& opts, const std::string& cache_dir,
              std::vector<std::string> env) {
+  start(hub.url(), hub.tls() ? hub.ca_file() : std::string(), source, opts, cache_dir, std::move(env));
+}
+
+Mount::Mount(const std::string& endpoint, const std::string& ca_file, const std::string& source,
+             const std::string& opts, const std::string& cache_dir, std::vector<std::string> env) {
+  start(endpoint, ca_file, source, opts, cache_dir, std::move(env));
+}
+
+void Mount::start(const std::string& endpoint, const std::string& ca_file, const std::string& source,
+                  const std::string& opts, const std::string& cache_dir, std::vector<std::string> env) {
   mnt_ = tempdir("mnt");
   if (cache_dir.empty()) {
     cache_ = tempdir("cache");
@@ -129,8 +139,8 @@ Mount::Mount(const Hub& hub, const std::string& source, const std::string& opts,
     cache_ = cache_dir;
   }
   log_ = tempdir("log") + "/mount.log";
-  std::string o = "endpoint=" + hub.url() + ",cache_dir=" + cache_ + ",poll_interval=0,log_level=debug";
-  if (hub.tls()) o += ",ca_bundle=" + hub.ca_file();
+  std::string o = "endpoint=" + endpoint + ",cache_dir=" + cache_ + ",poll_interval=0,log_level=debug";
+  if (!ca_file.empty()) o += ",ca_bundle=" + ca_file;
   if (!opts.empty()) o += "," + opts;
   std::string bin = build_root() + "/cmd/hf-mount-fuse";
   std::vector<std::string> args{bin, "-f", source, mnt_, "-o", o};

@@ -49,6 +49,10 @@ class Mount {
   // the mount shows up in /proc/self/mountinfo.
   Mount(const Hub& hub, const std::string& source, const std::string& opts = "",
         const std::string& cache_dir = "", std::vector<std::string> env = {});
+  // The same against any endpoint URL (e.g. an emulator running as a subprocess); `ca_file`
+  // non-empty adds ca_bundle=.
+  Mount(const std::string& endpoint, const std::string& ca_file, const std::string& source,
+        const std::string& opts = "", const std::string& cache_dir = "", std::vector<std::string> env = {});
   ~Mount();
   const std::string& path() const { return mnt_; }
   std::string operator/(const std::string& rel) const { return mnt_ + "/" + rel; }
@@ -62,6 +66,8 @@ class Mount {
   int unmount(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:
+  void start(const std::string& endpoint, const std::string& ca_file, const std::string& source,
+             const std::string& opts, const std::string& cache_dir, std::vector<std::string> env);
   std::string mnt_, cache_, log_;
   bool own_cache_ = false;
   pid_t pid_ = -1;

@@ -161,7 +161,31 @@ Repo* Server::Core::find_repo_mut(RepoType type, std::string_view id) {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
+void Server::Core::set_interceptor(Server::Interceptor f) {
+  std::shared_ptr<const Server::Interceptor> p;
+  if (f) p = std::make_shared<const Server::Interceptor>(std::move(f));
+  std::lock_guard lk(knobs_mu_);
+  interceptor_ = std::move(p);
+}
+
 Response Server::Core::handle(Request& req) {
+  Response r = handle_routes(req);
+  std::shared_ptr<const Server::Interceptor> f;
+  {
+    std::lock_guard lk(knobs_mu_);
+    f = interceptor_;
+  }
+  if (f) {
+    try {
+      (*f)(req, r);
+    } catch (...) {
+      r = error_response(500, "", "interceptor threw");
+    }
+  }
+  return r;
+}
+
+Response Server::Core::handle_routes(Request& req) {
   try {
     std::string_view path = req.path;
     if (path.empty() || path.front() != '/') return error_response(400, "", "Bad request target");

@@ -42,8 +42,9 @@ class Server::Core {
   std::string base_url() const;
   std::string cas_url() const { return base_url() + "/cas"; }
 
-  // Never throws; unknown routes answer 404.
+  // Never throws; unknown routes answer 404. The interceptor (if any) sees every response.
   Response handle(Request& req);
+  void set_interceptor(Server::Interceptor f);
 
   // ---- seeding (public API of Server forwards here) ----
   Status add_repo(RepoType type, std::string_view id, std::vector<FileSpec> files, RepoFlags flags);
@@ -70,6 +71,8 @@ class Server::Core {
 
  private:
   friend class RouteContext;
+
+  Response handle_routes(Request& req);
 
   // Route groups (routes_*.cc).
   Response route_api_repo(Request& req, const Caller& caller, RepoType type, std::vector<std::string_view>& segs);
@@ -110,6 +113,7 @@ class Server::Core {
 
   mutable std::mutex knobs_mu_;
   Knobs knobs_;
+  std::shared_ptr<const Server::Interceptor> interceptor_;  // under knobs_mu_
   mutable std::mutex url_mu_;
   std::string base_url_;
 

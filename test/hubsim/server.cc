@@ -91,5 +91,6 @@ uint64_t Server::requests(std::string_view route) const { return core_->stats().
 uint64_t Server::status_count(int status) const { return core_->stats().status_count(status); }
 uint64_t Server::faults_injected() const { return core_->stats().faults_injected(); }
 void Server::reset_stats() { core_->stats().reset(); }
+void Server::set_interceptor(Interceptor f) { core_->set_interceptor(std::move(f)); }
 
 }  // namespace hf::hubsim

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -138,6 +139,14 @@ class Server {
   uint64_t status_count(int status) const;
   uint64_t faults_injected() const;
   void reset_stats();
+
+  // ---- Hostile-server mode (tests of untrusted input) ----
+  // Called after routing with the request and the response the emulator built; it may rewrite
+  // the response in any way (status, headers, body: e.g. crafted listings, oversized bodies,
+  // redirects to other hosts). Runs on the io threads, concurrently: it must be thread-safe.
+  // Faults and knobs still apply to the rewritten response. An empty function removes it.
+  using Interceptor = std::function<void(const Request& req, Response& resp)>;
+  void set_interceptor(Interceptor f);
 
   // The in-process core (for the network layer).
   class Core;
