@@ -91,7 +91,8 @@ uint32_t FileReader::xorb_slot_locked(const Key32& key) {
   return slot;
 }
 
-uint64_t FileReader::assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only) {
+uint64_t FileReader::assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only,
+                              const std::vector<std::shared_ptr<Segment>>* pinned) {
   load_persisted();
   struct Want {
     uint64_t file_off;
@@ -115,6 +116,16 @@ uint64_t FileReader::assemble(uint64_t off, uint64_t end, ReadData& out, bool me
   uint64_t cursor = off;
   for (const Want& w : wants) {
     ChunkBytes b = memory_only ? cache_.get_memory(w.xorb, w.loc.index) : cache_.get(w.xorb, w.loc.index);
+    if (!b && pinned) {
+      for (auto& seg : *pinned) {
+        std::lock_guard lk(seg->mu);
+        auto it = seg->delivered.find(w.file_off);
+        if (it != seg->delivered.end()) {
+          b = it->second;
+          break;
+        }
+      }
+    }
     if (!b || b->size() != w.loc.len) break;
     uint64_t from = cursor - w.file_off;
     uint64_t to = std::min<uint64_t>(w.loc.len, end - w.file_off);
@@ -253,9 +264,10 @@ Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState*
 
   uint64_t last_missing = UINT64_MAX;
   int stalls = 0;
+  std::vector<std::shared_ptr<Segment>> waited;  // their chunks stay reachable for this read
   for (;;) {
     ReadData part;
-    uint64_t missing = assemble(off, end, part, false);
+    uint64_t missing = assemble(off, end, part, false, &waited);
     if (missing >= end) co_return part;
     if (cancel && cancel->cancelled()) co_return Error(Errc::cancelled, "read interrupted");
     if (missing == last_missing && ++stalls > 2) {
@@ -264,6 +276,7 @@ Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState*
     last_missing = missing;
     uint64_t want = std::max(end, std::min(size_, missing + cfg_.first_segment));
     auto seg = segment_for(missing, want);
+    waited.push_back(seg);
     // Wait for the segment, or for cancellation of this read (the segment keeps going for
     // other readers).
     auto waiter = SharedResult<Status>::create();
@@ -282,9 +295,9 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
   for (int attempt = 1;; ++attempt) {
     // (g++ 12 miscompiles co_await inside a conditional expression: keep these statements.)
     if (content_.source == Content::Source::xet) {
-      st = co_await fetch_xet(seg->start, seg->end);
+      st = co_await fetch_xet(seg);
     } else {
-      st = co_await fetch_http(seg->start, seg->end);
+      st = co_await fetch_http(seg);
     }
     if (st.ok() || life_->cancelled() || attempt >= cfg_.max_attempts || !retryable(st.code())) break;
     stats_.segment_retries.fetch_add(1, std::memory_order_relaxed);
@@ -307,7 +320,15 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
 }
 
 void FileReader::learn_chunks(const Key32& xorb, uint32_t first_index, uint64_t file_offset,
-                              const std::vector<ChunkBytes>& chunks) {
+                              const std::vector<ChunkBytes>& chunks, Segment* seg) {
+  if (seg) {
+    std::lock_guard lk(seg->mu);
+    uint64_t off = file_offset;
+    for (auto& c : chunks) {
+      seg->delivered.emplace(off, c);
+      off += c->size();
+    }
+  }
   std::vector<ChunkMapEntry> fresh;
   {
     std::lock_guard lk(mu_);
@@ -334,7 +355,8 @@ void FileReader::learn_chunks(const Key32& xorb, uint32_t first_index, uint64_t 
   }
 }
 
-Task<Status> FileReader::fetch_xet(uint64_t start, uint64_t end) {
+Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
+  uint64_t start = seg->start, end = seg->end;
   xet::Hash file;
   file.bytes = content_.id;
   stats_.reconstructions.fetch_add(1, std::memory_order_relaxed);
@@ -357,6 +379,7 @@ Task<Status> FileReader::fetch_xet(uint64_t start, uint64_t end) {
     const xet::FetchRange* range;
     std::vector<ChunkBytes> chunks;  // decoded, indexed from range->chunks.start
     Status status;
+    bool from_cache = false;
   };
   std::vector<FetchJob> jobs;
   std::vector<size_t> term_job(r.terms.size());
@@ -370,15 +393,35 @@ Task<Status> FileReader::fetch_xet(uint64_t start, uint64_t end) {
     for (; j < jobs.size(); ++j) {
       if (jobs[j].range == found_r) break;
     }
-    if (j == jobs.size()) jobs.push_back(FetchJob{term.xorb, found_f, found_r, {}, {}});
+    if (j == jobs.size()) jobs.push_back(FetchJob{term.xorb, found_f, found_r, {}, {}, false});
     term_job[t] = j;
   }
 
-  // Download every xorb range in parallel.
-  auto all_done = SharedResult<Status>::create();
-  auto remaining = std::make_shared<std::atomic<size_t>>(jobs.size());
+  // Ranges whose chunks are all cached already (content shared with another file, a rewritten
+  // file's unchanged part, an earlier mount) are not downloaded again.
+  std::vector<FetchJob*> to_fetch;
   for (auto& job : jobs) {
-    FetchJob* jp = &job;
+    uint32_t base = job.range->chunks.start;
+    std::vector<ChunkBytes> cached;
+    cached.reserve(job.range->chunks.end - base);
+    for (uint32_t i = base; i < job.range->chunks.end; ++i) {
+      ChunkBytes b = cache_.get(job.xorb.bytes, i);
+      if (!b) break;
+      cached.push_back(std::move(b));
+    }
+    if (cached.size() == job.range->chunks.end - base) {
+      job.chunks = std::move(cached);
+      job.from_cache = true;
+      stats_.ranges_from_cache.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      to_fetch.push_back(&job);
+    }
+  }
+  // Download the other xorb ranges in parallel.
+  auto all_done = SharedResult<Status>::create();
+  if (to_fetch.empty()) all_done->set(Status{});
+  auto remaining = std::make_shared<std::atomic<size_t>>(to_fetch.size());
+  for (FetchJob* jp : to_fetch) {
     net::co_spawn(
         ex_,
         [this, jp, all_done, remaining]() -> Task<void> {
@@ -423,8 +466,8 @@ Task<Status> FileReader::fetch_xet(uint64_t start, uint64_t end) {
       co_return Error(Errc::corrupt, fmt::format("term decodes to {} bytes, reconstruction says {}", term_bytes,
                                                  term.unpacked_length));
     }
-    learn_chunks(job.xorb.bytes, term.range.start, cursor, run);
-    cache_.insert_run(job.xorb.bytes, term.range.start, std::move(run));
+    learn_chunks(job.xorb.bytes, term.range.start, cursor, run, seg.get());
+    if (!job.from_cache) cache_.insert_run(job.xorb.bytes, term.range.start, std::move(run));
     cursor += term_bytes;
   }
   if (cursor < std::min(end, size_)) {
@@ -433,7 +476,8 @@ Task<Status> FileReader::fetch_xet(uint64_t start, uint64_t end) {
   co_return Status{};
 }
 
-Task<Status> FileReader::fetch_http(uint64_t start, uint64_t end) {
+Task<Status> FileReader::fetch_http(std::shared_ptr<Segment> seg) {
+  uint64_t start = seg->start, end = seg->end;
   uint64_t block = cfg_.http_block;
   uint64_t s = start - start % block;
   uint64_t e = std::min(size_, ((end + block - 1) / block) * block);
@@ -450,6 +494,10 @@ Task<Status> FileReader::fetch_http(uint64_t start, uint64_t end) {
       data = data.subspan(take);
       received += take;
       if (buf->size() == block_len) {
+        {
+          std::lock_guard lk(seg->mu);
+          seg->delivered.emplace(block_index * block, buf);
+        }
         std::vector<ChunkBytes> one{std::move(buf)};
         cache_.insert_run(key, static_cast<uint32_t>(block_index), std::move(one));
         buf = std::make_shared<std::vector<uint8_t>>();

@@ -84,6 +84,7 @@ struct ReaderStats {
   std::atomic<uint64_t> segments{0}, segment_retries{0}, segment_failures{0};
   std::atomic<uint64_t> bytes_fetched{0}, reconstructions{0};
   std::atomic<int64_t> segments_in_flight{0};
+  std::atomic<uint64_t> ranges_from_cache{0};
 };
 
 class FileReader : public std::enable_shared_from_this<FileReader> {
@@ -130,19 +131,25 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   struct Segment {
     uint64_t start = 0, end = 0;
     SharedResultPtr<Status> done = SharedResult<Status>::create();
+    // The chunks this segment delivered, by file offset: reads waiting on the segment take
+    // them from here, so a cache too small to hold them (or eviction by other readers) can
+    // never make a read fail. Released with the segment.
+    std::mutex mu;
+    std::map<uint64_t, ChunkBytes> delivered;
   };
 
   // Collects cached slices for [off, end); returns the first offset that is not available.
-  uint64_t assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only);
+  uint64_t assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only,
+                    const std::vector<std::shared_ptr<Segment>>* pinned = nullptr);
   std::shared_ptr<Segment> segment_for(uint64_t pos, uint64_t want_end);
   void prefetch(uint64_t from, uint64_t to);
   std::shared_ptr<Segment> start_segment_locked(uint64_t start, uint64_t end);
   Task<void> run_segment(std::shared_ptr<Segment> seg);
-  Task<Status> fetch_xet(uint64_t start, uint64_t end);
-  Task<Status> fetch_http(uint64_t start, uint64_t end);
+  Task<Status> fetch_xet(std::shared_ptr<Segment> seg);
+  Task<Status> fetch_http(std::shared_ptr<Segment> seg);
   uint32_t xorb_slot_locked(const Key32& key);
   void learn_chunks(const Key32& xorb, uint32_t first_index, uint64_t file_offset,
-                    const std::vector<ChunkBytes>& chunks);
+                    const std::vector<ChunkBytes>& chunks, Segment* seg);
   void update_stream(StreamState* s, uint64_t off, uint64_t end);
   void load_persisted();  // once, before the first lookup of the layout
 

@@ -472,13 +472,21 @@ Result<Packer::Packed> Packer::add(std::span<const uint8_t> data) {
   auto take = [&](const std::vector<xet::StreamChunk>& chunks) -> Status {
     for (const auto& c : chunks) {
       size_t len = c.data.size();
-      if (!builder_.fits(len) || builder_.raw_bytes() + len > limit_) HF_TRY(close_xorb());
-      // Deterministic mix of schemes (the encoder stores None when compression does not help).
-      static constexpr xet::Compression kSchemes[] = {xet::Compression::none, xet::Compression::lz4,
-                                                      xet::Compression::bg4_lz4};
-      uint32_t index = static_cast<uint32_t>(builder_.chunks().size());
-      HF_TRY(builder_.add(c.data, c.hash, kSchemes[c.hash.mod(3)]));
-      size_t xi = xorb_hashes_.size();
+      size_t xi;
+      uint32_t index;
+      if (auto p = placed_.find(c.hash); p != placed_.end()) {
+        xi = p->second.first;  // deduplicated: reference the chunk where it already is
+        index = p->second.second;
+      } else {
+        if (!builder_.fits(len) || builder_.raw_bytes() + len > limit_) HF_TRY(close_xorb());
+        // Deterministic mix of schemes (the encoder stores None when compression does not help).
+        static constexpr xet::Compression kSchemes[] = {xet::Compression::none, xet::Compression::lz4,
+                                                        xet::Compression::bg4_lz4};
+        index = static_cast<uint32_t>(builder_.chunks().size());
+        HF_TRY(builder_.add(c.data, c.hash, kSchemes[c.hash.mod(3)]));
+        xi = xorb_hashes_.size();
+        placed_.emplace(c.hash, std::make_pair(xi, index));
+      }
       if (pf.terms.empty()) pf.first_chunks.push_back(c.hash);
       if (!pf.terms.empty() && pf.terms.back().xorb_index == xi && pf.terms.back().end == index) {
         pf.terms.back().end++;

@@ -139,6 +139,9 @@ class Packer {
   std::vector<xet::Hash> xorb_hashes_;  // closed xorbs, in order
   std::vector<PendingFile> files_;
   std::vector<std::pair<xet::Hash, size_t>> dedup_;  // chunk -> xorb index
+  // Chunks already placed by this packer, as a real uploader deduplicates: a file that shares
+  // chunks with another of the same repo references them instead of storing them again.
+  std::unordered_map<xet::Hash, std::pair<size_t, uint32_t>, xet::HashHasher> placed_;
 };
 
 }  // namespace hf::hubsim

@@ -228,3 +228,30 @@ TEST_CASE("non-Xet content is read by HTTP ranges in blocks") {
   CHECK(*all == data);
   CHECK(fx.remote.fetched_bytes.load() == data.size());
 }
+
+TEST_CASE("reads succeed even when the cache cannot hold what they fetched") {
+  Fixture fx;
+  ChunkCache tiny(64 << 10, nullptr);  // smaller than one segment
+  auto data = random_bytes(4 << 20, 13);
+  xet::Hash h = fx.remote.add_xet_file("t.bin", data, 8);
+  Content c;
+  c.source = Content::Source::xet;
+  c.id = h.bytes;
+  auto r = std::make_shared<FileReader>(fx.io.ex(), fx.remote, tiny, fx.cfg, fx.stats, c, data.size(), "rev", "t.bin");
+  std::vector<std::thread> th;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 8; ++t) {
+    th.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < 20; ++i) {
+        uint64_t off = rng() % data.size(), len = 1 + rng() % (1 << 20);
+        auto part = fx.read(*r, off, len);
+        if (!part.ok() || part->size() != std::min<uint64_t>(len, data.size() - off) ||
+            std::memcmp(part->data(), data.data() + off, part->size()) != 0)
+          bad++;
+      }
+    });
+  }
+  for (auto& x : th) x.join();
+  CHECK(bad == 0);
+}
