@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -227,6 +228,32 @@ def main():
               "readiness: success -> exit 0 and the mount is usable", r.stderr)
         force_unmount(mp)
 
+        # --- foreground service mode: sd_notify READY=1, then STOPPING=1 at unmount ---------
+        mp = mountpoint("svc")
+        sock_path = os.path.join(tmp, "notify.sock")
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ns.bind(sock_path)
+        ns.settimeout(20)
+        proc = subprocess.Popen([FUSE_BIN, "-f", "hf://acme/tiny", mp, "-o", common],
+                                env=dict(env, NOTIFY_SOCKET=sock_path), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            msg = ns.recv(4096).decode()
+            check("READY=1" in msg.split("\n") and "STATUS=Serving hf://acme/tiny" in msg and mounted_at(mp),
+                  "-f with NOTIFY_SOCKET: READY=1 once mounted", msg)
+            check(f"MAINPID={proc.pid}" in msg, "READY carries MAINPID", msg)
+            run(["umount", mp])
+            msg = ns.recv(4096).decode()
+            check("STOPPING=1" in msg.split("\n"), "STOPPING=1 at unmount", msg)
+            check(proc.wait(20) == 0, "the foreground mount exits 0 after umount")
+        except socket.timeout:
+            check(False, "sd_notify messages arrive", proc.stderr.read() if proc.poll() is not None else "")
+        finally:
+            if proc.poll() is None:
+                force_unmount(mp)
+                proc.kill()
+            ns.close()
+
         # --- hf-mount start / status / warm / stop ------------------------------------------
         mp = mountpoint("m3")
         logf = os.path.join(tmp, "m3.log")
@@ -259,6 +286,21 @@ def main():
               f"{after} of {sizes['model.safetensors']}")
         r = run([CLI, "warm", os.path.join(tmp, "repo")], env=env)
         check(r.returncode == 5, "warm outside a mount is refused", r.stderr)
+
+        # --- hf-mount cache info / prune / clean on the cache the mount uses -----------------
+        r = run([CLI, "cache", "info", "--cache-dir", cache, "--json"], env=env)
+        info = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(info.get("chunk_bytes", 0) >= sizes["model.safetensors"] and mp in info.get("mounts", []),
+              "hf-mount cache info: the warmed bytes, used by the mount", r.stdout + r.stderr)
+        r = run([CLI, "cache", "prune", "--cache-dir", cache, "--max-size", "1M", "--json"], env=env)
+        pr = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(pr.get("chunk_bytes_after", 1 << 40) <= (1 << 20) and pr.get("freed_bytes", 0) > 0,
+              "hf-mount cache prune --max-size 1M", r.stdout + r.stderr)
+        r = run([CLI, "cache", "clean", "--cache-dir", cache, "--json"], env=env)
+        cl = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(cl.get("chunk_bytes_after", 1) == 0, "hf-mount cache clean", r.stdout + r.stderr)
+        with open(model, "rb") as f, open(os.path.join(repo, "model.safetensors"), "rb") as g:
+            check(f.read() == g.read(), "the mount still reads correctly after cache clean")
 
         # --- another uid: no control channel, no stop ---------------------------------------
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
