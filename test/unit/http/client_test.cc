@@ -1132,3 +1132,36 @@ TEST_CASE("TLS: large, chunked and truncated bodies, uploads, reuse", "[http][cl
   CHECK(cut.code() == Errc::protocol);
   CHECK(cut.error().message.find("truncated") != std::string::npos);
 }
+
+TEST_CASE("TLS: many concurrent requests on two io threads", "[http][client][tls][pool]") {
+  TestPki pki;
+  TestServer::Options so;
+  so.tls = true;
+  so.cert = pki.issue({"localhost"}, {"127.0.0.1"});
+  TestServer srv([](const ReceivedRequest& r) { return ok(pattern(20000 + r.target.size() * 100, 3) + r.target); }, so);
+  IoThreads io(2);
+  auto o = fast_opts();
+  o.extra_ca_file = pki.ca_file();
+  o.max_connections_per_host = 4;
+  o.timeouts.idle = 3000ms;
+  o.retry.max_attempts = 1;  // a lost wakeup would surface as an idle timeout, not be retried away
+  Client c(io.io, o);
+  std::atomic<int> good{0}, done{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        std::string path = fmt::format("/t{}/{}", t, i);
+        c.fetch(get(srv.url(path)), [&, path](Result<Response> r) {
+          if (r.ok() && r->body == pattern(20000 + path.size() * 100, 3) + path) ++good;
+          ++done;
+        });
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  auto deadline = Clock::now() + 30s;
+  while (done.load() < 160 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  CHECK(good.load() == 160);
+  CHECK(srv.connections() <= 4);
+}
