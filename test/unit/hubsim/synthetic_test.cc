@@ -48,7 +48,9 @@ TEST_CASE("synthetic: any offset is produced directly and consistently", "[hubsi
   synth_fill(1, 0, buf.data(), buf.size());
   double gbps = static_cast<double>(buf.size()) / static_cast<double>(mono_ns() - t0);
   INFO("generator: " << gbps << " GB/s");
-  CHECK(gbps > 1.0);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(gbps > 1.0);  // sanitizer instrumentation makes this meaningless
+#endif
 }
 
 TEST_CASE("synthetic: spec parsing", "[hubsim][synthetic]") {
