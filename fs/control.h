@@ -55,8 +55,10 @@ class ControlHandler {
   virtual Task<Status> flush() = 0;
 };
 
-// <runtime>/hf-mount/<sha256(mountpoint)[:16]>.sock where <runtime> is /run for root, else
-// $XDG_RUNTIME_DIR, else /tmp/hf-mount-<uid> (created 0700).
+// <dir>/<first 16 hex of sha256(mountpoint)>.sock, <dir> = /run/hf-mount for root, else
+// /run/user/<uid>/hf-mount when that runtime directory exists (found without the environment,
+// which mount helpers do not get), else /tmp/hf-mount-<uid> (created 0700, owner checked).
+// Implemented in fs/control_server.cc (also control_socket_candidates() for clients).
 std::string control_socket_path(const std::string& mountpoint);
 
 }  // namespace hf::fs
