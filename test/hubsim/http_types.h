@@ -25,6 +25,8 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   std::string remote;  // peer address, for logs
+  // Size of the body as received: handlers may move `body` out (uploads), stats still count it.
+  uint64_t body_received = 0;
 
   // First value of a header (name must be lower case), empty if absent.
   std::string_view header(std::string_view lname) const {

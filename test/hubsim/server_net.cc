@@ -171,6 +171,7 @@ struct Server::Net::Impl {
       req.headers.reserve(16);
       for (const auto& f : msg) req.headers.emplace_back(to_lower(sv(f.name_string())), std::string(sv(f.value())));
       req.body = std::move(msg.body());
+      req.body_received = req.body.size();
       req.remote = remote;
       bool keep_alive = msg.keep_alive();
       int64_t t0 = mono_ns();
@@ -229,7 +230,7 @@ struct Server::Net::Impl {
 
   void finish_request(const Request& req, std::string_view route, int status, uint64_t bytes, int64_t t0,
                       std::string_view fault) {
-    core.stats().record(route, status, bytes, req.body.size());
+    core.stats().record(route, status, bytes, std::max<uint64_t>(req.body.size(), req.body_received));
     if (core.options().log_requests) {
       double ms = static_cast<double>(mono_ns() - t0) / 1e6;
       std::string line = fmt::format("hubsim: {} {} {} {} {}B {:.1f}ms{}{}\n", req.method, route, req.path, status,

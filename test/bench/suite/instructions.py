@@ -60,10 +60,15 @@ def total_ir(out_file):
     for name in os.listdir(d):
         if name != base and not name.startswith(base + "."):
             continue
+        # "summary:" is written at the top when the dump starts (0 with --instr-atstart=no);
+        # "totals:" at the end holds the collected count.
+        summary = totals = None
         for line in open(os.path.join(d, name), errors="replace"):
-            if line.startswith("summary:") or line.startswith("totals:"):
-                total += int(line.split()[1])
-                break
+            if line.startswith("summary:"):
+                summary = int(line.split()[1])
+            elif line.startswith("totals:"):
+                totals = int(line.split()[1])
+        total += totals if totals is not None else (summary or 0)
     return total
 
 

@@ -81,41 +81,56 @@ def write_markdown(out, path):
         f.write(markdown(out))
 
 
-def write_chart(out, outdir):
-    """Bar chart: each ratio target as measured/goal (1.0 = goal met), log scale."""
-    if not shutil.which("gnuplot"):
-        return None
+def chart_rows(out):
+    """(label, score) per target: score = measured ratio / goal ratio for ratio targets,
+    goal / measured for upper bounds (>= 1 means met). Bounds of zero are plotted as 1 when met
+    and as 1/(1+measured) when missed."""
     rows = []
     for t in out["targets"]:
-        if t["kind"] != "ratio>=" or t["ratio"] is None:
-            continue
-        label = t["name"].split(">=")[0].strip().replace('"', "'")
-        rows.append((label[:46], t["ratio"] / t["goal"]))
+        label = (t.get("short") or t["name"])[:34].replace('"', "'")
+        v = None
+        if t["kind"] == "ratio>=" and t["ratio"] is not None:
+            v = t["ratio"] / t["goal"]
+        elif t["kind"] == "value<=" and t["measured"] is not None:
+            if t["goal"]:
+                v = t["goal"] / t["measured"] if t["measured"] > 0 else 32.0
+            else:
+                v = 1.0 if t["measured"] <= 0 else 1.0 / (1.0 + t["measured"])
+        elif t["kind"] == "value>=" and t["measured"] is not None and t["goal"]:
+            v = t["measured"] / t["goal"]
+        if v is not None:
+            rows.append((label, min(max(v, 0.02), 32.0)))
+    return rows
+
+
+def write_chart(out, outdir):
+    """Horizontal bars, one per target: score (>= 1 means the goal is met), log scale."""
+    if not shutil.which("gnuplot"):
+        return None
+    rows = chart_rows(out)
     if not rows:
         return None
     dat = os.path.join(outdir, "chart.dat")
     with open(dat, "w") as f:
-        for i, (label, v) in enumerate(rows):
-            f.write(f'{i} "{label}" {max(v, 0.01):.4f}\n')
+        for i, (label, v) in enumerate(reversed(rows)):
+            f.write(f'{i} "{label}" {v:.4f}\n')
     png = os.path.join(outdir, "chart.png")
     m = out["meta"]
     script = f"""
-set terminal pngcairo size 900,{120 + 26 * len(rows)} font "sans,9"
+set terminal pngcairo size 760,{110 + 19 * len(rows)} font "sans,8"
 set output "{png}"
-set title "hf-mount-cpp: measured ratio / goal ratio (>= 1 means the goal is met), {m.get('date_utc', '')[:10]}, {m.get('mode')} mode"
+set title "hf-mount-cpp targets: measured / goal (>= 1 met), {m.get('date_utc', '')[:10]}, {m.get('mode')} mode"
 set style fill solid 0.8 border -1
 set logscale x 2
-set xrange [0.05:32]
-set yrange [-1:{len(rows)}]
-set ytics nomirror
+set xrange [0.02:32]
+set yrange [-0.7:{len(rows) - 0.3}]
+set lmargin 30
+set ytics nomirror scale 0
 set grid xtics
 set key off
 set arrow from 1, graph 0 to 1, graph 1 nohead lc rgb "#d62728" lw 2
-plot "{dat}" using (sqrt($3*1)):1:(1):($3):($1-0.35):($1+0.35):ytic(2) with boxxyerrorbars lc rgb "#1f77b4"
+plot "{dat}" using (sqrt($3)):1:(($3<1)?$3:1):(($3<1)?1:$3):($1-0.35):($1+0.35):ytic(2) with boxxyerrorbars lc rgb "#1f77b4"
 """
-    # boxxyerrorbars: x, y, xlow, xhigh, ylow, yhigh.
-    script = script.replace("using (sqrt($3*1)):1:(1):($3):($1-0.35):($1+0.35):ytic(2)",
-                            "using (sqrt($3)):1:(($3<1)?$3:1):(($3<1)?1:$3):($1-0.35):($1+0.35):ytic(2)")
     gp = os.path.join(outdir, "chart.gp")
     with open(gp, "w") as f:
         f.write(script)

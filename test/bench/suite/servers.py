@@ -121,6 +121,12 @@ http {{
         root {root};
         location / {{ autoindex on; }}
         location /bkt/ {{ alias {root}/; }}
+        # s3fs checks the service with a bucket listing: an empty ListBucketResult satisfies it
+        # (it then reaches files through HEAD/GET of their paths).
+        location = /bkt/ {{
+            default_type application/xml;
+            return 200 '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>';
+        }}
     }}
 }}
 """)
