@@ -90,6 +90,12 @@ Status check_fetch_range(const FetchRange& f, std::string_view where) {
   if (len < k * kChunkHeaderSize || len > k * kMaxChunkRecord) {
     return protocol(fmt::format("{}: {} bytes cannot hold {} chunk records", where, len, k));
   }
+  // No xorb holds more than kMaxXorbChunks chunks or kMaxXorbRecordBytes bytes (§4.4): larger
+  // claims would make a client allocate and download without bound.
+  if (f.chunks.end > kMaxXorbChunks || len > kMaxXorbRecordBytes) {
+    return protocol(fmt::format("{}: chunks [{}, {}) / {} bytes exceed what a xorb can hold", where, f.chunks.start,
+                                f.chunks.end, len));
+  }
   return {};
 }
 
@@ -240,6 +246,10 @@ Status check_terms(const std::vector<Term>& terms, const XorbFetchMap& m) {
     const Term& t = terms[i];
     const uint64_t k = t.range.end - t.range.start;
     if (t.range.start >= t.range.end) return protocol(fmt::format("term {}: empty chunk range", i));
+    if (t.range.end > kMaxXorbChunks) {
+      return protocol(fmt::format("term {}: chunks [{}, {}) exceed what a xorb can hold ({} chunks)", i, t.range.start,
+                                  t.range.end, kMaxXorbChunks));
+    }
     if (t.unpacked_length == 0 || t.unpacked_length > k * kMaxChunk) {
       return protocol(fmt::format("term {}: unpacked_length {} impossible for {} chunks", i, t.unpacked_length, k));
     }

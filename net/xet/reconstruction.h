@@ -4,7 +4,8 @@
 // Parsing is bounded (document size, term and fetch counts, JSON nesting via simdjson) and
 // lenient about unknown fields. It rejects: malformed JSON or hashes, missing/mistyped
 // fields, numbers out of range, empty or inverted chunk ranges, inverted byte ranges, byte
-// ranges too short/long for their chunk count, terms with implausible unpacked lengths,
+// ranges too short/long for their chunk count, chunk indices or byte spans beyond what one xorb
+// can hold (§4.4: 8192 chunks, 64 MiB + headers), terms with implausible unpacked lengths,
 // offset_into_first_range >= the first term's length, duplicate xorb keys, and terms that no
 // fetch range covers (XC's "No xorb fetch entry found"). Errors are Errc::protocol
 // (Errc::too_large for size limits). Pure functions, thread-safe.

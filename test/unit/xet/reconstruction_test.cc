@@ -181,6 +181,21 @@ TEST_CASE("reconstruction JSON bad input") {
   // Duplicate xorb keys.
   std::string dup = replace(kV2Mid, "]}}", std::string("], \"") + kXorb + R"(": [{"url": "u", "ranges": [{"chunks": {"start": 1, "end": 2}, "bytes": {"start": 131080, "end": 200015}}]}]}})");
   expect_error(parse_reconstruction_v2(dup), Errc::protocol, "duplicate");
+  // Chunk ranges or byte spans no xorb can have (§4.4: 8192 chunks, 64 MiB + headers): a hostile
+  // server must not make the client allocate or download without bound.
+  expect_error(parse_reconstruction_v2(replace(replace(kV2Mid, R"("range": {"start": 1, "end": 2})",
+                                                       R"("range": {"start": 1, "end": 4000000000})"),
+                                               R"("chunks": {"start": 1, "end": 2}, "bytes": {"start": 131080, "end": 200015})",
+                                               R"("chunks": {"start": 1, "end": 4000000000}, "bytes": {"start": 131080, "end": 40000000000000})")),
+               Errc::protocol, "exceed what a xorb can hold");
+  expect_error(parse_reconstruction_v2(replace(replace(kV2Mid, R"("range": {"start": 1, "end": 2})",
+                                                       R"("range": {"start": 8192, "end": 8193})"),
+                                               R"("chunks": {"start": 1, "end": 2})", R"("chunks": {"start": 8192, "end": 8193})")),
+               Errc::protocol, "exceed what a xorb can hold");
+  // The last chunk a xorb can have is fine.
+  CHECK(parse_reconstruction_v2(replace(replace(kV2Mid, R"("range": {"start": 1, "end": 2})", R"("range": {"start": 8191, "end": 8192})"),
+                                        R"("chunks": {"start": 1, "end": 2})", R"("chunks": {"start": 8191, "end": 8192})"))
+            .ok());
   // Deep nesting is rejected by the bounded parser, not by a crash.
   std::string deep = R"({"offset_into_first_range":0,"terms":[],"xorbs":{},"x":)" + std::string(5000, '[') +
                      std::string(5000, ']') + "}";
