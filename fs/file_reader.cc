@@ -7,8 +7,12 @@
 #include <boost/asio/this_coro.hpp>
 #include <algorithm>
 
+#include <openssl/evp.h>
+
 #include "base/log.h"
+#include "base/text.h"
 #include "fs/meta_store.h"
+#include "net/xet/hash.h"
 
 namespace hf::fs {
 
@@ -25,6 +29,7 @@ bool retryable(Errc c) {
     case Errc::protocol:
     case Errc::corrupt:
     case Errc::forbidden:  // presigned URL expired: the retry re-queries reconstruction
+    case Errc::not_found:  // a presigned URL that 404s: the retry gets fresh URLs
     case Errc::io:
     case Errc::again:
       return true;
@@ -32,6 +37,73 @@ bool retryable(Errc c) {
       return false;
   }
 }
+
+// What a reader gets for a failed fetch: EACCES for access problems, EINTR for interruptions,
+// EIO for everything else. A remote "not found", "out of range" or "too large" about content
+// the listing promised is an I/O error for the application: read(2) never reports ENOENT,
+// ERANGE or EFBIG because of a server.
+Error reader_error(Error e) {
+  switch (e.code) {
+    case Errc::cancelled:
+    case Errc::unauthorized:
+    case Errc::forbidden:
+    case Errc::gated:
+    case Errc::permission_denied:
+    case Errc::io:
+    case Errc::network:
+    case Errc::tls:
+    case Errc::timed_out:
+    case Errc::protocol:
+    case Errc::corrupt:
+    case Errc::server_error:
+    case Errc::rate_limited:
+    case Errc::offline:
+      return e;
+    default:
+      return Error(Errc::io, e.describe());
+  }
+}
+
+// Whole-content check of plain (non-Xet) files: `etag` is the LFS SHA-256 (64 hex) or the git
+// blob id (40 hex, SHA-1 of "blob <size>\0" + content). Empty or other forms: no check.
+class EtagCheck {
+ public:
+  EtagCheck(const std::string& etag, uint64_t size) : want_(to_lower(etag)) {
+    const EVP_MD* md = nullptr;
+    if (want_.size() == 64) md = EVP_sha256();
+    if (want_.size() == 40) md = EVP_sha1();
+    if (!md || !hex_decode(want_)) return;
+    ctx_ = EVP_MD_CTX_new();
+    if (!ctx_ || EVP_DigestInit_ex(ctx_, md, nullptr) != 1) {
+      EVP_MD_CTX_free(ctx_);
+      ctx_ = nullptr;
+      return;
+    }
+    if (want_.size() == 40) {
+      std::string head = fmt::format("blob {}", size);
+      head.push_back('\0');
+      EVP_DigestUpdate(ctx_, head.data(), head.size());
+    }
+  }
+  ~EtagCheck() { EVP_MD_CTX_free(ctx_); }
+  EtagCheck(const EtagCheck&) = delete;
+  EtagCheck& operator=(const EtagCheck&) = delete;
+  bool active() const { return ctx_ != nullptr; }
+  void update(std::span<const uint8_t> d) {
+    if (ctx_) EVP_DigestUpdate(ctx_, d.data(), d.size());
+  }
+  bool matches() {
+    if (!ctx_) return true;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx_, md, &n);
+    return hex_encode(md, n) == want_;
+  }
+
+ private:
+  std::string want_;
+  EVP_MD_CTX* ctx_ = nullptr;
+};
 
 Task<void> sleep_ms(int ms) {
   net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(ms));
@@ -167,6 +239,9 @@ std::shared_ptr<FileReader::Segment> FileReader::segment_for(uint64_t pos, uint6
     auto prev = std::prev(it);
     if (prev->second->start <= pos && pos < prev->second->end) return prev->second;
   }
+  // A small file is always fetched whole, wherever the first read lands: its content hash can
+  // then be checked before anything is served (fetch_xet, fetch_http).
+  if (size_ <= cfg_.first_segment && inflight_.empty()) return start_segment_locked(0, size_);
   uint64_t end = std::min(size_, std::max(want_end, pos + 1));
   if (it != inflight_.end() && it->second->start < end) end = it->second->start;  // don't overlap
   // Don't refetch what is already cached after the gap: stop at the first known, cached chunk.
@@ -294,10 +369,15 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
   Status st;
   for (int attempt = 1;; ++attempt) {
     // (g++ 12 miscompiles co_await inside a conditional expression: keep these statements.)
-    if (content_.source == Content::Source::xet) {
-      st = co_await fetch_xet(seg);
-    } else {
-      st = co_await fetch_http(seg);
+    // An exception must not escape: this coroutine is detached, and waiting readers would hang.
+    try {
+      if (content_.source == Content::Source::xet) {
+        st = co_await fetch_xet(seg);
+      } else {
+        st = co_await fetch_http(seg);
+      }
+    } catch (const std::exception& e) {
+      st = Error(Errc::internal, fmt::format("fetch failed: {}", e.what()));
     }
     if (st.ok() || life_->cancelled() || attempt >= cfg_.max_attempts || !retryable(st.code())) break;
     stats_.segment_retries.fetch_add(1, std::memory_order_relaxed);
@@ -309,6 +389,7 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
     stats_.segment_failures.fetch_add(1, std::memory_order_relaxed);
     HF_LOG_WARN("read", "fetch of {} bytes {}-{} failed: {}", path_.empty() ? "file" : path_, seg->start, seg->end,
                 st.error().describe());
+    st = reader_error(std::move(st).error());
   }
   {
     std::lock_guard lk(mu_);
@@ -427,13 +508,17 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
         [this, jp, all_done, remaining]() -> Task<void> {
           uint32_t base = jp->range->chunks.start;
           size_t n = jp->range->chunks.end - base;
-          jp->chunks.assign(n, nullptr);
-          ChunkSink sink = [jp, base, n](uint32_t idx, std::span<const uint8_t> raw) -> Status {
-            if (idx < base || idx - base >= n) return Error(Errc::protocol, "chunk index outside the fetched range");
-            jp->chunks[idx - base] = std::make_shared<const std::vector<uint8_t>>(raw.begin(), raw.end());
-            return {};
-          };
-          jp->status = co_await remote_.fetch_chunks(jp->fetch->url, *jp->range, std::move(sink), life_);
+          try {
+            jp->chunks.assign(n, nullptr);
+            ChunkSink sink = [jp, base, n](uint32_t idx, std::span<const uint8_t> raw) -> Status {
+              if (idx < base || idx - base >= n) return Error(Errc::protocol, "chunk index outside the fetched range");
+              jp->chunks[idx - base] = std::make_shared<const std::vector<uint8_t>>(raw.begin(), raw.end());
+              return {};
+            };
+            jp->status = co_await remote_.fetch_chunks(jp->fetch->url, *jp->range, std::move(sink), life_);
+          } catch (const std::exception& e) {  // detached: an escaping exception would hang the segment
+            jp->status = Error(Errc::internal, fmt::format("xorb range fetch failed: {}", e.what()));
+          }
           if (jp->status.ok()) {
             for (auto& c : jp->chunks) {
               if (!c) {
@@ -452,26 +537,48 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
     if (!job.status.ok()) co_return job.status;
   }
 
-  // Walk the terms in file order: learn the layout and publish the chunks.
+  // Walk the terms in file order: check their lengths, then learn the layout and publish.
+  std::vector<std::vector<ChunkBytes>> runs(r.terms.size());
   uint64_t cursor = start - r.offset_into_first_range;
   for (size_t t = 0; t < r.terms.size(); ++t) {
     const xet::Term& term = r.terms[t];
     FetchJob& job = jobs[term_job[t]];
     uint32_t base = job.range->chunks.start;
-    std::vector<ChunkBytes> run(job.chunks.begin() + (term.range.start - base),
-                                job.chunks.begin() + (term.range.end - base));
+    runs[t].assign(job.chunks.begin() + (term.range.start - base), job.chunks.begin() + (term.range.end - base));
     uint64_t term_bytes = 0;
-    for (auto& c : run) term_bytes += c->size();
+    for (auto& c : runs[t]) term_bytes += c->size();
     if (term_bytes != term.unpacked_length) {
       co_return Error(Errc::corrupt, fmt::format("term decodes to {} bytes, reconstruction says {}", term_bytes,
                                                  term.unpacked_length));
     }
-    learn_chunks(job.xorb.bytes, term.range.start, cursor, run, seg.get());
-    if (!job.from_cache) cache_.insert_run(job.xorb.bytes, term.range.start, std::move(run));
     cursor += term_bytes;
   }
   if (cursor < std::min(end, size_)) {
     co_return Error(Errc::corrupt, fmt::format("reconstruction covers up to {}, needed {}", cursor, std::min(end, size_)));
+  }
+  // The protocol carries no per-chunk hashes: a flipped byte in an uncompressed chunk (or in an
+  // LZ4 literal) decodes fine. When this fetch holds the whole file, its Xet file hash (§3.5)
+  // checks every byte before anything is published: small files (one segment) are never
+  // served wrong.
+  bool downloaded = std::any_of(jobs.begin(), jobs.end(), [](const FetchJob& j) { return !j.from_cache; });
+  if (start == 0 && r.offset_into_first_range == 0 && end >= size_ && downloaded) {
+    std::vector<xet::HashSize> leaves;
+    for (auto& run : runs) {
+      for (auto& c : run) leaves.push_back(xet::HashSize{xet::chunk_hash(*c), c->size()});
+    }
+    if (xet::file_hash(leaves).bytes != content_.id) {
+      stats_.verify_failures.fetch_add(1, std::memory_order_relaxed);
+      co_return Error(Errc::corrupt, "downloaded content does not match its Xet file hash");
+    }
+  }
+  cursor = start - r.offset_into_first_range;
+  for (size_t t = 0; t < r.terms.size(); ++t) {
+    const xet::Term& term = r.terms[t];
+    FetchJob& job = jobs[term_job[t]];
+    uint64_t term_bytes = term.unpacked_length;
+    learn_chunks(job.xorb.bytes, term.range.start, cursor, runs[t], seg.get());
+    if (!job.from_cache) cache_.insert_run(job.xorb.bytes, term.range.start, std::move(runs[t]));
+    cursor += term_bytes;
   }
   co_return Status{};
 }
@@ -486,7 +593,20 @@ Task<Status> FileReader::fetch_http(std::shared_ptr<Segment> seg) {
   uint64_t block_index = s / block;
   uint64_t received = 0;
   Key32 key = content_.id;
+  // A fetch of the whole file is checked against the git blob id / LFS SHA-256 before any of
+  // it is published (see fetch_xet for why partial fetches cannot be).
+  EtagCheck check(s == 0 && e == size_ ? content_.etag : std::string(), size_);
+  std::vector<std::pair<uint64_t, ChunkBytes>> held;  // blocks waiting for the check
+  auto publish = [&](uint64_t index, ChunkBytes b) {
+    {
+      std::lock_guard lk(seg->mu);
+      seg->delivered.emplace(index * block, b);
+    }
+    std::vector<ChunkBytes> one{std::move(b)};
+    cache_.insert_run(key, static_cast<uint32_t>(index), std::move(one));
+  };
   ByteSink sink = [&](std::span<const uint8_t> data) -> Status {
+    check.update(data.subspan(0, std::min<uint64_t>(data.size(), e - s - received)));
     while (!data.empty()) {
       uint64_t block_len = std::min<uint64_t>(block, size_ - block_index * block);
       size_t take = std::min<size_t>(data.size(), block_len - buf->size());
@@ -494,12 +614,11 @@ Task<Status> FileReader::fetch_http(std::shared_ptr<Segment> seg) {
       data = data.subspan(take);
       received += take;
       if (buf->size() == block_len) {
-        {
-          std::lock_guard lk(seg->mu);
-          seg->delivered.emplace(block_index * block, buf);
+        if (check.active()) {
+          held.emplace_back(block_index, std::move(buf));
+        } else {
+          publish(block_index, std::move(buf));
         }
-        std::vector<ChunkBytes> one{std::move(buf)};
-        cache_.insert_run(key, static_cast<uint32_t>(block_index), std::move(one));
         buf = std::make_shared<std::vector<uint8_t>>();
         ++block_index;
         if (block_index * block >= e) {
@@ -515,6 +634,13 @@ Task<Status> FileReader::fetch_http(std::shared_ptr<Segment> seg) {
   if (!st.ok()) co_return st;
   if (received != e - s) {
     co_return Error(Errc::corrupt, fmt::format("download returned {} bytes, expected {}", received, e - s));
+  }
+  if (check.active()) {
+    if (!check.matches()) {
+      stats_.verify_failures.fetch_add(1, std::memory_order_relaxed);
+      co_return Error(Errc::corrupt, fmt::format("downloaded content does not match its id {}", content_.etag));
+    }
+    for (auto& [index, b] : held) publish(index, std::move(b));
   }
   co_return Status{};
 }

@@ -17,6 +17,12 @@
 // double a window, and the window ahead of the read is split into parallel segments; any
 // other read resets the window and fetches exactly the chunks it needs.
 //
+// Integrity: the Xet download protocol has no per-chunk hashes, so only what breaks decoding or
+// lengths is detectable in a partial range. A fetch that holds the whole file is checked
+// against the content id before anything is published (Xet file hash; git blob id or LFS
+// SHA-256 for plain files), and files up to `first_segment` bytes are always fetched whole, so
+// small files are never served wrong. A mismatch is Errc::corrupt (retried, then EIO).
+//
 // Thread-safety: all public members may be called concurrently from any thread. `read` runs on
 // the io executor. Lock order: FileReader::mu_ may be held while calling into ChunkCache
 // (which takes only its own locks); never while awaiting.
@@ -85,6 +91,7 @@ struct ReaderStats {
   std::atomic<uint64_t> bytes_fetched{0}, reconstructions{0};
   std::atomic<int64_t> segments_in_flight{0};
   std::atomic<uint64_t> ranges_from_cache{0};
+  std::atomic<uint64_t> verify_failures{0};  // whole-file fetches whose hash did not match
 };
 
 class FileReader : public std::enable_shared_from_this<FileReader> {

@@ -16,7 +16,10 @@
 #include <map>
 #include <mutex>
 
+#include <openssl/evp.h>
+
 #include "base/sha256.h"
+#include "base/text.h"
 #include "fs/remote.h"
 #include "net/xet/chunker.h"
 #include "net/xet/hash.h"
@@ -43,6 +46,9 @@ class FakeRemote : public Remote, public xet::UploadSink {
   std::atomic<int> fail_fetch{0};        // next N fetch_chunks() calls fail (network)
   std::atomic<int> expire_fetch{0};      // next N fetch_chunks() calls answer 403 (forbidden)
   std::atomic<int> truncate_fetch{0};    // next N fetch_chunks() calls stop after one chunk
+  std::atomic<int> corrupt_fetch{0};     // next N fetch_chunks() calls flip a byte of their first chunk
+  std::atomic<int> corrupt_download{0};  // next N download() calls flip a byte in the middle
+  std::atomic<int> missing_fetch{0};     // next N fetch_chunks() calls answer 404 (not_found)
   std::atomic<int> delay_ms{0};          // added before every answer
   std::atomic<int> fail_list{0};
   std::atomic<int> fail_commit{0};       // next N commit() calls fail (server_error)
@@ -136,12 +142,23 @@ class FakeRemote : public Remote, public xet::UploadSink {
     return fh;
   }
 
+  // Git's blob id: SHA-1 of "blob <size>\0" + content.
+  static std::string git_blob_id(const std::vector<uint8_t>& data) {
+    std::string head = "blob " + std::to_string(data.size());
+    head.push_back('\0');
+    std::string all = head + std::string(data.begin(), data.end());
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_Digest(all.data(), all.size(), md, &n, EVP_sha1(), nullptr);
+    return hex_encode(md, n);
+  }
+
   void add_http_file(const std::string& path, std::vector<uint8_t> data) {
     std::lock_guard lk(mu_);
     RemoteEntry e;
     e.name = basename(path);
     e.size = data.size();
-    e.oid = sha256_hex(data.data(), data.size()).substr(0, 40);
+    e.oid = git_blob_id(data);  // the real id: readers check whole-file downloads against it
     dirs_[dirname(path)].push_back(e);
     link_parents(dirname(path), true);
     http_[path] = std::move(data);
@@ -212,7 +229,9 @@ class FakeRemote : public Remote, public xet::UploadSink {
     if (cancel && cancel->cancelled()) co_return Error(Errc::cancelled, "cancelled");
     if (take(fail_fetch)) co_return Error(Errc::network, "injected connection reset");
     if (take(expire_fetch)) co_return Error(Errc::forbidden, "presigned URL expired");
+    if (take(missing_fetch)) co_return Error(Errc::not_found, "presigned URL: 404");
     bool truncate = take(truncate_fetch);
+    bool corrupt = take(corrupt_fetch);
     std::vector<std::vector<uint8_t>> chunks;
     {
       std::lock_guard lk(mu_);
@@ -221,6 +240,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
       if (range.chunks.end > it->second.size()) co_return Error(Errc::protocol, "range beyond xorb");
       for (uint32_t i = range.chunks.start; i < range.chunks.end; ++i) chunks.push_back(it->second[i]);
     }
+    if (corrupt && !chunks.empty() && !chunks[0].empty()) chunks[0][chunks[0].size() / 2] ^= 0x5a;
     uint32_t idx = range.chunks.start;
     for (auto& c : chunks) {
       fetched_bytes += c.size();
@@ -331,6 +351,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
       uint64_t n = std::min<uint64_t>(length, it->second.size() - offset);
       part.assign(it->second.begin() + offset, it->second.begin() + offset + n);
     }
+    if (take(corrupt_download) && !part.empty()) part[part.size() / 2] ^= 0x5a;
     fetched_bytes += part.size();
     // Deliver in uneven pieces like a socket would.
     size_t pos = 0, piece = 1000;

@@ -255,3 +255,63 @@ TEST_CASE("reads succeed even when the cache cannot hold what they fetched") {
   for (auto& x : th) x.join();
   CHECK(bad == 0);
 }
+
+TEST_CASE("a whole-file fetch is checked against the Xet file hash: corrupted bytes are never served") {
+  Fixture fx;
+  auto data = random_bytes(200 << 10, 31);  // below first_segment: always fetched whole
+  auto r = fx.xet_reader(data, 2);
+  fx.remote.corrupt_fetch = 1;  // one flipped byte in an uncompressed chunk: decodes fine
+  auto ok = fx.read(*r, 150 << 10, 4096);  // a read in the middle still fetches the whole file
+  REQUIRE(ok.ok());
+  CHECK(std::memcmp(ok->data(), data.data() + (150 << 10), 4096) == 0);
+  CHECK(fx.stats.verify_failures.load() == 1);
+  auto all = fx.read(*r, 0, data.size());
+  REQUIRE(all.ok());
+  CHECK(*all == data);
+
+  // Corrupted every time: a clean error, and nothing wrong reaches the cache.
+  Fixture fy;
+  fy.cfg.max_attempts = 2;
+  auto r2 = fy.xet_reader(data, 2);
+  fy.remote.corrupt_fetch = 1000;
+  auto bad = fy.read(*r2, 0, 4096);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.code() == Errc::corrupt);
+  CHECK_THAT(bad.error().message, Catch::Contains("Xet file hash"));
+  fy.remote.corrupt_fetch = 0;
+  auto good = fy.read(*r2, 0, data.size());
+  REQUIRE(good.ok());
+  CHECK(*good == data);
+}
+
+TEST_CASE("a whole plain file is checked against its git blob id") {
+  Fixture fx;
+  auto data = random_bytes(100000, 32);
+  fx.remote.add_http_file("cfg.json", data);
+  Content c;
+  c.source = Content::Source::http;
+  c.id = sha256("git:cfg");
+  c.etag = FakeRemote::git_blob_id(data);
+  auto r = std::make_shared<FileReader>(fx.io.ex(), fx.remote, fx.cache, fx.cfg, fx.stats, c, data.size(), "rev",
+                                        "cfg.json");
+  fx.remote.corrupt_download = 1;
+  auto ok = fx.read(*r, 0, data.size());
+  REQUIRE(ok.ok());
+  CHECK(*ok == data);
+  CHECK(fx.stats.verify_failures.load() == 1);
+}
+
+TEST_CASE("remote 'not found' answers are retried and reach readers as I/O errors, never ENOENT") {
+  Fixture fx;
+  auto data = random_bytes(1 << 20, 33);
+  auto r = fx.xet_reader(data);
+  fx.remote.missing_fetch = 1;  // a presigned URL that 404s once: fresh URLs fix it
+  auto ok = fx.read(*r, 0, 4096);
+  REQUIRE(ok.ok());
+  CHECK(std::memcmp(ok->data(), data.data(), 4096) == 0);
+  fx.remote.missing_fetch = 1000;
+  auto bad = fx.read(*r, 800 << 10, 4096);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.code() == Errc::io);
+  CHECK_THAT(bad.error().message, Catch::Contains("404"));
+}
