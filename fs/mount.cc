@@ -221,8 +221,12 @@ Status Mount::boot(const MountConfig& cfg) {
   repo.id = info_.repo_id;
 
   bool writable = bucket && !cfg.read_only;
-  // A write token can read too: read-write bucket mounts use one token for both.
-  cas_tokens_ = std::make_shared<xet::HubTokenSource>(*hub_, repo, bucket ? std::string() : info_.commit, writable);
+  // A write token can read too: read-write bucket mounts use one token for both. Repos ask for
+  // the token at the revision the user mounted (branch, tag or sha), not at the commit it
+  // resolved to at boot: the view follows a moving branch, and a commit that disappears later
+  // (history rewritten, or an offline boot from an old cached commit) must not make every
+  // token request fail until a remount. A CAS token grants the whole repository anyway.
+  cas_tokens_ = std::make_shared<xet::HubTokenSource>(*hub_, repo, bucket ? std::string() : cfg.revision, writable);
   cas_ = std::make_unique<xet::CasClient>(*http_, cas_tokens_, xet::CasOptions{});
 
   std::unique_ptr<cache::DiskChunkStore> disk;
