@@ -29,7 +29,13 @@ say "Building hf-mount into build-demo"
 if [ ! -f build-demo/build.ninja ]; then
     meson setup build-demo -Dbuildtype=release -Dtests=false -Dbench=false >/dev/null
 fi
-ninja -C build-demo cmd/hf-mount cmd/hf-mount-fuse cmd/hf-mount-hubsim
+# The compiler output goes to a log (g++ 12 prints harmless -Wrestrict notes at -O3).
+if ! ninja -C build-demo cmd/hf-mount cmd/hf-mount-fuse cmd/hf-mount-hubsim > build-demo/demo-build.log 2>&1; then
+    tail -n 60 build-demo/demo-build.log >&2
+    echo "demo.sh: build failed (full log: build-demo/demo-build.log)" >&2
+    exit 1
+fi
+echo "built (log: build-demo/demo-build.log)"
 bin="$src/build-demo/cmd"
 
 work=$(mktemp -d /tmp/hf-mount-demo.XXXXXX)
@@ -71,7 +77,8 @@ echo "local Hub at $endpoint"
 
 say "hf-mount start repo demo/tiny-llama $mnt --hub-endpoint $endpoint"
 mkdir "$mnt"
-"$bin/hf-mount" start repo demo/tiny-llama "$mnt" --hub-endpoint "$endpoint" --cache-dir "$work/cache"
+"$bin/hf-mount" start repo demo/tiny-llama "$mnt" --hub-endpoint "$endpoint" --cache-dir "$work/cache" \
+    --log-file "$work/mount.log"
 
 say "ls -l $mnt"
 ls -l "$mnt"
@@ -92,8 +99,8 @@ orig=$(sha256sum "$work/repo/model.safetensors" | cut -d' ' -f1)
 echo "sha256 through the mount: $sha ($(( (end - start) / 1000000 )) ms)"
 if [ "$sha" = "$orig" ]; then echo "identical to the generated file"; else echo "MISMATCH with $orig" >&2; exit 1; fi
 
-say "hf-mount status"
-"$bin/hf-mount" status
+say "hf-mount status $mnt"
+"$bin/hf-mount" status "$mnt"
 
 say "hf-mount stop $mnt"
 "$bin/hf-mount" stop "$mnt"
