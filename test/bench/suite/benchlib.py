@@ -257,7 +257,7 @@ def machine_info():
     info["cpus"] = os.cpu_count()
     mem = (rd("/proc/meminfo") or "").split("\n")[0].split()
     info["mem_gib"] = round(int(mem[1]) / 1024 / 1024, 1) if len(mem) > 1 else None
-    info["loadavg_start"] = rd("/proc/loadavg")
+    info["loadavg_start"] = " ".join((rd("/proc/loadavg") or "").split()[:3])
     info["fuse_max_pages_limit"] = rd("/proc/sys/fs/fuse/max_pages_limit")
     info["fuse_enable_uring"] = rd("/sys/module/fuse/parameters/enable_uring")
     r = subprocess.run(["pkg-config", "--modversion", "fuse3"], capture_output=True, text=True)
