@@ -289,7 +289,7 @@ class Suite:
         # both placements, passthrough.
         nsize = size
         cnt = nsize // MIB
-        nres = {k: [] for k in ("buf128k", "buf-ra", "direct1m", "rand4k-same", "rand4k-cross", "pt")}
+        nres = {k: [] for k in ("buf128k", "buf-ra", "direct1m", "rand4k-same", "rand4k-cross", "pt", "keep")}
         for _ in range(reps):
             m = self.nullfs_mount(ra_kb=128)
             nres["buf128k"].append(self.pread(m / "zero", MIB, cnt))
@@ -299,6 +299,11 @@ class Suite:
             m.close()
             m = self.nullfs_mount()
             nres["direct1m"].append(self.pread(m / "zero", MIB, cnt, direct=True))
+            m.close()
+            # FUSE page-cache re-read (KEEP_CACHE): the ceiling of a warm re-read in the same mount.
+            m = self.nullfs_mount(env={"NULLFS_KEEP": "1"}, ra_kb=self.ours_ra)
+            self.pread(m / "zero", MIB, cnt)
+            nres["keep"].append(self.pread(m / "zero", MIB, cnt))
             m.close()
             for place, dcpu, ccpu in (("same", "0", "0"), ("cross", "1", "0")):
                 m = self.nullfs_mount(cpus=dcpu)
@@ -317,6 +322,7 @@ class Suite:
         self.P["null_direct"] = self.record("P3", "null FS", "O_DIRECT 1 MiB", "MB/s", nres["direct1m"])
         self.P["null4k_same"] = self.record("P3", "null FS", "rand 4 KiB QD1 direct, same CPU", "IOPS", nres["rand4k-same"])
         self.P["null4k_cross"] = self.record("P3", "null FS", "rand 4 KiB QD1 direct, cross CPU", "IOPS", nres["rand4k-cross"])
+        self.P["null_keep"] = self.record("P3", "null FS", "page-cache re-read (KEEP_CACHE)", "MB/s", nres["keep"])
         self.P["pt"] = self.record("P4", "null FS passthrough", "buffered 1 MiB reads", "MB/s", nres["pt"])
 
     def pread(self, path, bs, count, direct=False, cpus=None):
@@ -374,6 +380,8 @@ class Suite:
             self.target("cold seq vs rclone (off)", "cold sequential >= 2x rclone (cache off)", o, summarize(cold["rclone-off"])["median"], 2.0, ci_goal=0.5)
         self.target("cold seq vs curl", "cold sequential >= 0.6x curl (same emulator, 1 stream)", o, self.P.get("curl1"), 0.6, ci_goal=0.15)
         self.target("re-read vs dd page cache", "warm re-read same mount >= 0.5x dd page cache", summarize(again["ours"])["median"], self.P.get("dd"), 0.5, ci_goal=0.05)
+        self.target("re-read vs null FS re-read", "warm re-read same mount vs null FS page-cache re-read (informative)",
+                    summarize(again["ours"])["median"], self.P.get("null_keep"), 0.5)
         self.target("remount re-read vs null FS", "warm re-read after remount >= 0.5x null FS (buffered, same readahead)",
                     summarize(remount["ours"])["median"], self.P.get("nullra"), 0.5, ci_goal=0.1)
 
