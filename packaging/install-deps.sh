@@ -16,7 +16,8 @@ BUILD="build-essential pkgconf meson ninja-build
  catch2 liblz4-dev librust-blake3-dev libfmt-dev libxxhash-dev libbenchmark-dev"
 # Used by the test suites: real mounts, checksums, fuzzers/sanitizers, shell tools.
 TEST="clang libclang-rt-14-dev lz4 b3sum curl attr python3 sqlite3 rsync tar
- util-linux procps psmisc coreutils findutils systemd"
+ util-linux procps psmisc coreutils findutils systemd
+ fio valgrind"  # fio, valgrind: the bench-ci test (test/bench/suite)
 BENCH="fio hyperfine nginx-light rclone s3fs gnuplot-nox valgrind linux-perf iproute2"
 PACKAGE="debhelper dpkg-dev fakeroot lintian"
 

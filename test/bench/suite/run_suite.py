@@ -404,6 +404,7 @@ class Suite:
                     with Delta(hub, reset=False) as d2:
                         r2 = json.loads(run([self.probe, "header"] + [m / n for n in names[1:]]).stdout) if len(names) > 1 else None
                     res[sname]["req_first"].append(d1.value["requests"])
+                    res[sname]["routes_first"] = d1.value["routes"]
                     n_rest = len(names) - 1
                     if n_rest:
                         res[sname]["req_per_file"].append(d2.value["requests"] / n_rest)
@@ -431,7 +432,8 @@ class Suite:
             if r["mean_open"]:
                 self.record(wid, s, "header first byte, other shards (mean)", "ms", r["mean_open"], better="lower")
             if r["req_first"]:
-                self.record(wid, "ours", "server requests, header of 1st file", "req", r["req_first"], better="lower")
+                self.record(wid, "ours", "server requests, header of 1st file", "req", r["req_first"], better="lower",
+                            extra={"routes": r.get("routes_first")})
                 if r["req_per_file"]:
                     self.record(wid, "ours", "server requests per further header", "req", r["req_per_file"], better="lower")
                     self.record(wid, "ours", "server bytes per further header", "B", r["bytes_per_file"], better="lower")
@@ -836,7 +838,8 @@ class Suite:
         info["build"] = self.build
         info["buildtype"] = buildtype(self.build)
         info["reps"] = self.cfg["reps"]
-        info["commit"] = run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+        info["commit"] = os.environ.get("HF_BENCH_COMMIT") or \
+            run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
         info["placement"] = ("unpinned (kernel scheduler) unless a row says 'same CPU' (daemon and client on cpu0) "
                              "or 'cross CPU' (daemon on cpu1, client on cpu0)")
         self.info = info
@@ -856,7 +859,7 @@ class Suite:
         for key, fn in steps:
             if key not in self.enabled:
                 continue
-            if key == "W9" and not self.cfg["wan"]:
+            if key == "W9" and not self.cfg["wan"] and "W9" not in self.a.only.split(","):
                 continue
             log(f"=== {key} ===")
             t0 = time.monotonic()
