@@ -8,6 +8,8 @@
 #include <thread>
 #include <sstream>
 
+#include <csignal>
+
 #include "fs/fuse/ops.h"
 
 namespace hf::fs::fuse {
@@ -146,6 +148,11 @@ int Session::loop() {
   fuse_loop_cfg_set_idle_threads(cfg, std::min(opts_.max_threads, 4u));
   int r = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
+  // libfuse (3.14) returns the number of the signal that ended the loop through its handlers:
+  // SIGTERM, SIGINT and SIGHUP are requested stops (systemd's stop is a SIGTERM), not failures.
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    if (r == sig || r == -sig) r = 0;
+  }
   return r;
 }
 
