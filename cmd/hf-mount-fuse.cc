@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "cmd/exit_codes.h"
+#include "cmd/mountinfo.h"
 #include "cmd/sd_notify.h"
 #include "fs/mount.h"
 #include "fs/mount_config.h"
@@ -72,6 +75,41 @@ int wait_for_child(pid_t child, int fd) {
   return code;
 }
 
+// A dead hf-mount at `mp` (its daemon was killed: "Transport endpoint is not connected") is
+// detached, so the next mount on the same directory works without a manual `fusermount3 -u`.
+// Only our own file system type is touched, and only when the kernel reports the connection
+// gone; a live mount is left alone. Runs before any thread exists (fork is safe).
+void detach_dead_mount(const std::string& mp) {
+  struct statfs sf {};
+  if (::statfs(mp.c_str(), &sf) == 0 || errno != ENOTCONN) return;
+  auto all = cmd::read_mountinfo();
+  if (!all.ok()) return;
+  const cmd::MountEntry* top = cmd::mount_at(*all, mp);
+  if (!top || !top->is_hfmount()) return;
+  bool ok = false;
+  if (::geteuid() == 0) {
+    ok = ::umount2(mp.c_str(), MNT_DETACH) == 0;
+  } else {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int devnull = ::open("/dev/null", O_RDWR);
+      if (devnull >= 0) {
+        ::dup2(devnull, 1);
+        ::dup2(devnull, 2);
+      }
+      for (const char* fm : {"/usr/bin/fusermount3", "/bin/fusermount3"}) ::execl(fm, "fusermount3", "-u", "-z", mp.c_str(), nullptr);
+      _exit(127);
+    }
+    int st = 0;
+    ok = pid > 0 && ::waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  }
+  if (ok) {
+    HF_LOG_WARN("mount", "{}: detached a dead mount of {} (its process was gone)", mp, top->source);
+  } else {
+    HF_LOG_WARN("mount", "{}: a dead mount of {} is in the way and could not be detached", mp, top->source);
+  }
+}
+
 void detach_stdio() {
   int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (fd < 0) return;
@@ -114,7 +152,19 @@ int main(int argc, char** argv) {
   if (auto l = log::parse_level(cfg.log_level); l.ok()) log::set_level(*l);
   if (cfg.verbose && log::level() < log::Level::info) log::set_level(log::Level::info);
 
+  // Everything this process creates (cache, metadata store, staged file contents, logs) is
+  // private to its owner: libraries such as RocksDB create their files 0644 otherwise.
+  ::umask(077);
+
   // Mount point: resolve now (a daemon chdirs to /) and check it before any network traffic.
+  if (!cfg.dry_run) {
+    std::string abs = cfg.mountpoint;
+    if (abs.empty() || abs[0] != '/') {
+      char cwd[PATH_MAX];
+      abs = std::string(::getcwd(cwd, sizeof cwd) ? cwd : "/") + "/" + abs;
+    }
+    detach_dead_mount(cmd::normalize_path(abs));
+  }
   char real[PATH_MAX];
   if (!::realpath(cfg.mountpoint.c_str(), real)) {
     return fail(ExitCode::mountpoint, "mount point " + cfg.mountpoint + ": " + std::strerror(errno));
