@@ -28,6 +28,35 @@ Key32 content_key(std::string_view kind, std::string_view id) {
   return sha256(s);
 }
 
+// What lookup/opendir report for a failed listing: ENOENT for a directory the server says is
+// gone, EACCES for access problems, EINTR for interruptions, EIO for the rest (a server's
+// oversized or malformed answer is an I/O error, never EFBIG or EINVAL).
+Error listing_error(Error e) {
+  switch (e.code) {
+    case Errc::not_found:
+    case Errc::entry_not_found:
+    case Errc::repo_not_found:      // (boot: exit codes depend on these)
+    case Errc::revision_not_found:
+    case Errc::cancelled:
+    case Errc::unauthorized:
+    case Errc::forbidden:
+    case Errc::gated:
+    case Errc::permission_denied:
+    case Errc::io:
+    case Errc::network:
+    case Errc::tls:
+    case Errc::timed_out:
+    case Errc::protocol:
+    case Errc::corrupt:
+    case Errc::server_error:
+    case Errc::rate_limited:
+    case Errc::offline:
+      return e;
+    default:
+      return Error(Errc::io, e.describe());
+  }
+}
+
 }  // namespace
 
 Vfs::Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, net::any_io_executor ex, MetaStore* meta,
@@ -218,8 +247,8 @@ Task<void> Vfs::load_dir(uint64_t dir, SharedResultPtr<Status> flight) {
     } else {
       auto r = co_await remote_.list_dir(rev, *path, life_);
       if (!r.ok()) {
-        result = std::move(r).error();
-        HF_LOG_WARN("listing", "listing '{}' failed: {}", path->empty() ? "/" : *path, result.error().describe());
+        HF_LOG_WARN("listing", "listing '{}' failed: {}", path->empty() ? "/" : *path, r.error().describe());
+        result = listing_error(std::move(r).error());
       } else {
         stats_.listings.fetch_add(1, std::memory_order_relaxed);
         stats_.listing_entries.fetch_add(r->size(), std::memory_order_relaxed);
@@ -281,7 +310,7 @@ void Vfs::releasedir(uint64_t fh) {
 
 std::shared_ptr<FileReader> Vfs::reader_locked(const NodeInfo& n) {
   if (n.content.source == Content::Source::empty || n.attr.size == 0) return nullptr;
-  auto key = std::make_pair(static_cast<int>(n.content.source), n.content.id);
+  auto key = std::make_tuple(static_cast<int>(n.content.source), n.content.id, n.attr.size);
   auto it = readers_.find(key);
   if (it != readers_.end()) {
     if (auto r = it->second.lock()) return r;

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -254,7 +255,9 @@ class Vfs {
   std::unordered_map<uint64_t, SharedResultPtr<Status>> listing_flights_;
   // Readers by content key; weak so a reader dies with its last user, plus a small LRU of
   // strong references so a file reopened soon keeps its learned layout.
-  std::map<std::pair<int, Key32>, std::weak_ptr<FileReader>> readers_;
+  // Keyed by size too: a server that lists one content with two sizes must not make one
+  // file's reader (and its EOF) serve the other.
+  std::map<std::tuple<int, Key32, uint64_t>, std::weak_ptr<FileReader>> readers_;
   std::list<std::shared_ptr<FileReader>> recent_readers_;
   // Content the kernel may hold pages of, per inode (decides FOPEN_KEEP_CACHE).
   std::unordered_map<uint64_t, Key32> kernel_content_;

@@ -51,6 +51,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
   std::atomic<int> missing_fetch{0};     // next N fetch_chunks() calls answer 404 (not_found)
   std::atomic<int> delay_ms{0};          // added before every answer
   std::atomic<int> fail_list{0};
+  Errc fail_list_code = Errc::server_error;  // what an injected listing failure reports
   std::atomic<int> fail_commit{0};       // next N commit() calls fail (server_error)
   std::atomic<int> fail_put_xorb{0};
   std::atomic<uint64_t> commit_calls{0}, uploaded_xorb_bytes{0};
@@ -173,7 +174,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
   Task<Result<std::vector<RemoteEntry>>> list_dir(std::string, std::string dir, CancelPtr) override {
     list_calls++;
     co_await delay();
-    if (take(fail_list)) co_return Error(Errc::server_error, "injected listing failure");
+    if (take(fail_list)) co_return Error(fail_list_code, "injected listing failure");
     std::lock_guard lk(mu_);
     auto it = dirs_.find(dir);
     if (it == dirs_.end()) co_return Error(Errc::entry_not_found, "no such directory");

@@ -204,6 +204,48 @@ TEST_CASE("hostile listings: bad names and entries are skipped, the rest is serv
   io.stop();
 }
 
+TEST_CASE("one content listed with two sizes: each file keeps its own size and bytes") {
+  IoThreads io;
+  FakeRemote remote;
+  auto data = random_bytes(300000, 8);
+  xet::Hash h = remote.add_xet_file("real.bin", data);
+  // A hostile or inconsistent listing: the same Xet hash under a larger size, listed first.
+  RemoteEntry liar;
+  liar.name = "liar.bin";
+  liar.size = data.size() * 2;
+  liar.xet_hash = h.hex();
+  RemoteEntry real;
+  real.name = "real.bin";
+  real.size = data.size();
+  real.xet_hash = h.hex();
+  remote.set_dir_entries("", {liar, real});
+  ChunkCache cache(64 << 20, nullptr);
+  Vfs v(config(), remote, cache, io.ex());
+  auto bad = read_all(io, v, walk(io, v, "liar.bin")->attr.ino);
+  CHECK_FALSE(bad.ok());  // the content ends before its listed size: an error, never made-up bytes
+  auto good = read_all(io, v, walk(io, v, "real.bin")->attr.ino);
+  REQUIRE(good.ok());
+  CHECK(*good == data);
+  io.stop();
+}
+
+TEST_CASE("a listing the server answers with an oversized body is an I/O error, not EFBIG") {
+  IoThreads io;
+  FakeRemote remote;
+  remote.add_http_file("d/x.txt", {'x'});
+  ChunkCache cache(1 << 20, nullptr);
+  Vfs v(config(), remote, cache, io.ex());
+  auto d = walk(io, v, "d");
+  REQUIRE(d.ok());
+  remote.fail_list_code = Errc::too_large;
+  remote.fail_list = 1;
+  auto st = io.run(v.ensure_listed(d->attr.ino, nullptr));
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.code() == Errc::io);
+  CHECK_THAT(st.error().message, Catch::Contains("injected listing failure"));
+  io.stop();
+}
+
 TEST_CASE("a remount serves listings and cached bytes with the network gone") {
   TempDir dir;
   auto data = random_bytes(2 << 20, 6);
