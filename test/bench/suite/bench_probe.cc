@@ -12,6 +12,8 @@
 //   hf-bench-probe restat PATH N          N lstat calls of the same path (getattr cost)
 //   hf-bench-probe pread FILE BS COUNT [direct]   COUNT sequential preads of BS bytes (wrapping
 //                                         at EOF), O_DIRECT if asked: MB/s
+//   hf-bench-probe prand FILE BS COUNT [direct]   COUNT preads of BS bytes at fixed pseudo-random
+//                                         BS-aligned offsets: IOPS
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -206,6 +208,34 @@ int pread_seq(const std::string& file, uint64_t bs, uint64_t count, bool direct)
   return 0;
 }
 
+// COUNT preads of BS bytes at offsets drawn from a fixed-seed generator (aligned to BS), so that
+// two runs issue exactly the same requests (instruction counts are comparable).
+int pread_random(const std::string& file, uint64_t bs, uint64_t count, bool direct) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+  if (fd < 0) return die(file + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < bs) return die(file + ": too small");
+  const uint64_t blocks = static_cast<uint64_t>(st.st_size) / bs;
+  void* buf = nullptr;
+  if (::posix_memalign(&buf, 4096, bs) != 0) return die("out of memory");
+  uint64_t x = 0x9E3779B97F4A7C15ull;  // xorshift64: fixed sequence
+  double t0 = now_ms();
+  for (uint64_t i = 0; i < count; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    if (::pread(fd, buf, bs, static_cast<off_t>((x % blocks) * bs)) != static_cast<ssize_t>(bs)) {
+      return die(file + ": short pread");
+    }
+  }
+  double ms = now_ms() - t0;
+  ::close(fd);
+  std::free(buf);
+  std::printf("{\"ops\":%llu,\"ms\":%.3f,\"iops\":%.1f}\n", static_cast<unsigned long long>(count), ms,
+              static_cast<double>(count) / (ms / 1e3));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -216,9 +246,12 @@ int main(int argc, char** argv) {
   if (a.size() == 3 && a[0] == "stat") return stat_storm(a[1], std::max(1, static_cast<int>(num(a[2]))));
   if (a.size() == 3 && a[0] == "negative") return negative(a[1], num(a[2]));
   if (a.size() == 3 && a[0] == "restat") return restat(a[1], num(a[2]));
+  if ((a.size() == 4 || a.size() == 5) && a[0] == "prand") {
+    return pread_random(a[1], num(a[2]), num(a[3]), a.size() == 5 && a[4] == "direct");
+  }
   if ((a.size() == 4 || a.size() == 5) && a[0] == "pread") {
     return pread_seq(a[1], num(a[2]), num(a[3]), a.size() == 5 && a[4] == "direct");
   }
   return die("usage: header FILE... | walk ROOT | stat ROOT THREADS | negative DIR N | restat PATH N | "
-             "pread FILE BS COUNT [direct]");
+             "pread|prand FILE BS COUNT [direct]");
 }

@@ -4,6 +4,8 @@ the hf-mount-fuse daemon under valgrind --tool=callgrind for fixed small workloa
 
   warm_read_1m : 256 x 1 MiB O_DIRECT reads of a file held in the disk cache (filled by a normal
                  mount first; the measured mount is a remount on the same cache directory)
+  rand_read_4k : 2,000 O_DIRECT 4 KiB reads at fixed pseudo-random offsets of the same file, from
+                 the disk cache (fresh daemon)
   getattr      : 20,000 lstat calls of one file on a branch mount with metadata_ttl=0 (every
                  call reaches the daemon as LOOKUP/GETATTR)
 
@@ -25,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 HISTORY = os.path.join(SRC, "test", "bench", "instructions.json")
 READS = 256
+RAND_READS = 2000
 GETATTRS = 20000
 FILE_MIB = 256
 
@@ -99,6 +102,7 @@ def measure(build, work):
         for name in os.listdir(work):
             if name.startswith("callgrind."):
                 os.remove(os.path.join(work, name))
+        out = os.path.join(work, "callgrind.read.out")
         m = mount("", "vg-read", out)
         run([probe, "pread", m.mnt + "/w.bin", str(1 << 20), "1"], timeout=600)  # open path warmed up, not counted
         hub.reset_stats()
@@ -113,6 +117,22 @@ def measure(build, work):
         res["warm_read_1m"] = {"ops": READS, "ir": ir, "ir_per_op": ir / READS, "server_bytes": fetched,
                                "wall_s": round(secs, 1)}
         log(f"warm_read_1m: {ir} Ir, {ir / READS:.0f} per 1 MiB read ({secs:.1f} s under callgrind)")
+        # rand_read_4k under callgrind (fresh daemon: the memory cache is empty, chunks come from disk).
+        out = os.path.join(work, "callgrind.rand.out")
+        m = mount("", "vg-rand", out)
+        run([probe, "pread", m.mnt + "/w.bin", "4096", "1"], timeout=600)
+        hub.reset_stats()
+        callgrind_toggle(m.proc.pid, True)
+        t0 = time.monotonic()
+        run([probe, "prand", m.mnt + "/w.bin", "4096", str(RAND_READS), "direct"], timeout=1200)
+        callgrind_toggle(m.proc.pid, False)
+        secs = time.monotonic() - t0
+        fetched = hub.stats()["bytes_out"]
+        m.close()
+        ir = total_ir(out)
+        res["rand_read_4k"] = {"ops": RAND_READS, "ir": ir, "ir_per_op": ir / RAND_READS, "server_bytes": fetched,
+                               "wall_s": round(secs, 1)}
+        log(f"rand_read_4k: {ir} Ir, {ir / RAND_READS:.0f} per 4 KiB read ({secs:.1f} s under callgrind)")
         # getattr under callgrind.
         out = os.path.join(work, "callgrind.getattr.out")
         m = mount("metadata_ttl=0,poll_interval=0", "vg-getattr", out)
