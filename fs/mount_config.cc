@@ -351,6 +351,7 @@ Result<MountConfig> parse_mount_args(const std::vector<std::string>& args, bool 
                                                                : "too many arguments: expected SOURCE MOUNTPOINT");
   }
   HF_ASSIGN_OR_RETURN(cfg.source, parse_source(positional[0]));
+  if (positional[1].empty()) return Error(Errc::invalid_argument, "empty MOUNTPOINT");
   cfg.mountpoint = positional[1];
   if (cfg.source.revision) {
     if (cfg.revision != "main" && cfg.revision != *cfg.source.revision) {

@@ -109,6 +109,8 @@ TEST_CASE("unknown options fail with a message naming them") {
   CHECK(parse({"--bogus", "acme/tiny", "/mnt"}).code() == Errc::invalid_argument);
   CHECK(parse({"acme/tiny"}).code() == Errc::invalid_argument);
   CHECK(parse({"a/b", "/m", "extra"}).code() == Errc::invalid_argument);
+  // Found by fuzzing (test/fuzz/corpus/mount_config): an empty mount point argument.
+  CHECK(parse({"p-e-h4", ""}).code() == Errc::invalid_argument);
 }
 
 TEST_CASE("kernel options always carry identity, nosuid and nodev") {
