@@ -99,6 +99,17 @@ class Suite:
             f"{'OK' if ok else 'MISSED' if ok is False else 'n/a'}")
         return t
 
+    def done(self, m, keep_cache=False):
+        """Unmounts and deletes the mount point and (unless kept) the cache directory: a full run
+        creates hundreds of caches of up to 2 GiB each on a shared disk."""
+        m.close()
+        if not keep_cache and getattr(m, "cache", None):
+            shutil.rmtree(m.cache, ignore_errors=True)
+        try:
+            os.rmdir(m.mnt)
+        except OSError:
+            pass
+
     def fresh_dir(self, tag):
         self.mcount += 1
         d = os.path.join(self.work, f"{tag}-{self.mcount}")
@@ -293,30 +304,30 @@ class Suite:
         for _ in range(reps):
             m = self.nullfs_mount(ra_kb=128)
             nres["buf128k"].append(self.pread(m / "zero", MIB, cnt))
-            m.close()
+            self.done(m)
             m = self.nullfs_mount(ra_kb=self.ours_ra)
             nres["buf-ra"].append(self.pread(m / "zero", MIB, cnt))
-            m.close()
+            self.done(m)
             m = self.nullfs_mount()
             nres["direct1m"].append(self.pread(m / "zero", MIB, cnt, direct=True))
-            m.close()
+            self.done(m)
             # FUSE page-cache re-read (KEEP_CACHE): the ceiling of a warm re-read in the same mount.
             m = self.nullfs_mount(env={"NULLFS_KEEP": "1"}, ra_kb=self.ours_ra)
             self.pread(m / "zero", MIB, cnt)
             nres["keep"].append(self.pread(m / "zero", MIB, cnt))
-            m.close()
+            self.done(m)
             for place, dcpu, ccpu in (("same", "0", "0"), ("cross", "1", "0")):
                 m = self.nullfs_mount(cpus=dcpu)
                 r = fio([f"--filename={m / 'zero'}", "--rw=randread", "--bs=4k", "--direct=1", "--ioengine=psync",
                          f"--size={nsize}", f"--runtime={c['fio_s']}", "--time_based", "--readonly"], cpus=ccpu)
                 nres[f"rand4k-{place}"].append(r["iops"])
-                m.close()
+                self.done(m)
             m = self.nullfs_mount(env={"NULLFS_PT": f})
             try:
                 nres["pt"].append(self.pread(m / "zero", MIB, cnt))
             except Exception as e:  # noqa: BLE001 - passthrough may be unavailable
                 self.notes.append(f"passthrough ceiling unavailable: {e}")
-            m.close()
+            self.done(m)
         self.P["null128k"] = self.record("P3", "null FS", "buffered 1 MiB reads, RA 128 KiB", "MB/s", nres["buf128k"])
         self.P["nullra"] = self.record("P3", "null FS", f"buffered 1 MiB reads, RA {self.ours_ra} KiB", "MB/s", nres["buf-ra"])
         self.P["null_direct"] = self.record("P3", "null FS", "O_DIRECT 1 MiB", "MB/s", nres["direct1m"])
@@ -366,7 +377,9 @@ class Suite:
                         remount[sname].append(self.dd(m2 / name))
                     if sname == "ours" and d2.value["bytes_out"] > MIB:
                         self.notes.append(f"W4c remount read fetched {d2.value['bytes_out']} bytes from the server")
-                    m2.close()
+                    self.done(m2)
+                else:
+                    self.done(m)
         for s in systems:
             self.record("W1", s, "cold sequential dd 1 MiB", "MB/s", cold[s],
                         extra={"cpu_s_per_gib": summarize(cpu[s])["median"], "peak_rss_mib": summarize(rss[s])["median"]})
@@ -422,7 +435,7 @@ class Suite:
                 res[sname].setdefault("header", []).append(f0["header_ms"])
                 if r2:
                     res[sname]["mean_open"].append(r2["mean_first_byte_ms"])
-                m.close()
+                self.done(m)
         out = {}
         for s, r in res.items():
             wid = "W2" if label == "loopback" else f"W9 {label}"
@@ -472,7 +485,7 @@ class Suite:
                         bs = MIB if j.startswith("1m") else 4096
                         read_bytes = r["iops"] * bs * c["fio_s"]
                         amp[j].append(d.value["bytes_out"] / read_bytes if read_bytes else None)
-                    m.close()
+                    self.done(m)
         for (s, j), v in cold.items():
             self.record("W3 cold", s, f"randread {j} direct", "IOPS", v, extra={"lat_mean_us": summarize(lat[(s, j)])["median"]})
         for j, v in amp.items():
@@ -491,7 +504,8 @@ class Suite:
                 warm[place].append(r["iops"])
                 if d.value["bytes_out"] > MIB:
                     self.notes.append(f"W3 warm ({place}) fetched {d.value['bytes_out']} bytes from the server")
-                m2.close()
+                self.done(m2, keep_cache=True)
+        shutil.rmtree(m.cache, ignore_errors=True)
         ws = self.record("W3 warm", "ours", "randread 4k QD1 direct, disk cache, same CPU", "IOPS", warm["same"])
         wc = self.record("W3 warm", "ours", "randread 4k QD1 direct, disk cache, cross CPU", "IOPS", warm["cross"])
         self.target("rand 4K warm vs null, same CPU", "random 4 KiB warm (disk cache) >= 0.5x null FS, same CPU", ws, self.P.get("null4k_same"), 0.5, ci_goal=0.1)
@@ -511,7 +525,7 @@ class Suite:
                 r = fio([f"--filename={m / name}", "--rw=read", "--bs=1m", "--ioengine=psync", f"--numjobs={n}",
                          f"--size={part}", f"--offset_increment={part}", "--group_reporting=0", "--readonly"])
                 res[n].append(r["mb_s"])
-                m.close()
+                self.done(m)
             if c["shards"] >= 2:
                 m = self.mount_ours()
                 t0 = time.monotonic()
@@ -520,7 +534,7 @@ class Suite:
                 for p in ps:
                     p.wait()
                 shards.append(c["shards"] * c["shard"] / (time.monotonic() - t0) / 1e6)
-                m.close()
+                self.done(m)
         one = self.record("W5", "ours", "1 reader, cold", "MB/s", res[1])
         self.record("W5", "ours", "4 readers, disjoint regions, cold", "MB/s", res[4])
         eight = self.record("W5", "ours", "8 readers, disjoint regions, cold", "MB/s", res[8])
@@ -571,7 +585,7 @@ class Suite:
             st = self.hub.stats()
             remount_req.append(st["requests"])
             remount_routes = st["routes"]
-            m2.close()
+            self.done(m2)
         self.record("W6", "ours", "walk (readdir+lstat) cold, pinned", "ms", cold_ms, better="lower")
         self.record("W6", "ours", "server requests cold (mount + walk)", "req", cold_req, better="lower",
                     extra={"bound_dirs_plus_pages": bound})
@@ -601,7 +615,7 @@ class Suite:
                 m = self.mount_rclone("off", self.ngx.url, sub="tree")
                 pc.append(json.loads(run([self.probe, "walk", m.mnt], timeout=3600).stdout)["ms"])
                 pw.append(json.loads(run([self.probe, "walk", m.mnt], timeout=3600).stdout)["ms"])
-                m.close()
+                self.done(m)
             self.record("W6", "rclone-off", "walk cold", "ms", pc, better="lower")
             self.record("W6", "rclone-off", "walk warm", "ms", pw, better="lower")
 
@@ -615,7 +629,7 @@ class Suite:
             w = json.loads(run([self.probe, "walk", m.mnt], timeout=3600).stdout)
             rss = m.rss_mib()
             peak = m.peak_rss_mib()
-            m.close()
+            self.done(m)
             self.record("W6", "ours", f"daemon RSS after walk over {w['entries']} entries", "MiB", [rss], better="lower",
                         extra={"peak_rss_mib": peak, "walk_ms": w["ms"]})
             self.target("RSS after 1M-entry walk", "RSS after find over 1M entries <= 300 MiB", rss, None, 300, kind="value<=", unit="MiB")
@@ -634,7 +648,7 @@ class Suite:
             with open(m / "model.safetensors", "rb") as f:
                 f.read(8)
             first.append((time.monotonic() - t0) * 1e3)
-            m.close()
+            self.done(m)
         self.record("W7", "ours", "exec -> mounted", "ms", ready, better="lower")
         self.record("W7", "ours", "exec -> first ls of root done", "ms", ls, better="lower")
         self.record("W7", "ours", "exec -> first byte of a file", "ms", first, better="lower")
@@ -656,7 +670,7 @@ class Suite:
                 for _ in range(reps):
                     m = self.mount_ours()
                     cold.append(self.dd(m / "model.safetensors"))
-                    m.close()
+                    self.done(m)
                     curl.append(self.curl(self.hub_file_url(self.hub)))
                 o = self.record(f"W9 latency {lat} ms", "ours", "cold sequential", "MB/s", cold)
                 cc = self.record(f"W9 latency {lat} ms", "curl hubsim x1", "cold sequential", "MB/s", curl)
@@ -681,7 +695,7 @@ class Suite:
                 for s, f in systems.items():
                     m = f()
                     res[s].append(self.dd(m / "model.safetensors"))
-                    m.close()
+                    self.done(m)
                 curl.append(self.curl(self.hub_file_url(hub)))
             wid = f"W9 tbf {rate}"
             cc = self.record(wid, "curl hubsim x1", "cold sequential", "MB/s", curl)
@@ -721,7 +735,7 @@ class Suite:
                         h.update(b)
                 mbs.append(self.cfg["shard"] / (time.monotonic() - t0) / 1e6)
                 ok.append(1.0 if h.hexdigest() == want else 0.0)
-                m.close()
+                self.done(m)
         finally:
             self.hub_post("/_sim/faults", None, method="DELETE")
         self.record("W10", "ours", "cold read of a shard, 2% 503 + 1% resets", "MB/s", mbs)
@@ -751,7 +765,7 @@ class Suite:
             ours.append(size / t / 1e6)
             # The first upload is new data; later ones repeat the same bytes (deduplicated).
             (up_bytes if i == 0 else reup_bytes).append(d.value["bytes_in"] / size)
-            m.close()
+            self.done(m)
             t, _ = timed(["curl", "-sf", "-X", "PUT", "--data-binary", f"@{big}", "-o", "/dev/null",
                           f"{self.hub.url}/_sim/buckets/bench/scratch/files/curl{i}.bin"], timeout=3600)
             curl_up.append(size / t / 1e6)
@@ -772,7 +786,7 @@ class Suite:
                 t, _ = timed(["cp", "-r", self.small, m / f"small{i}"], timeout=3600)
             fps.append(n / t)
             batches.append(d.value["routes"].get("batch", 0))
-            m.close()
+            self.done(m)
         self.record("W11", "ours", f"cp -r {n} small files", "files/s", fps)
         self.record("W11", "ours", f"batch requests for {n} files", "req", batches, better="lower")
         # Re-write of a large file with a 4 KiB change: bytes uploaded.
@@ -786,13 +800,13 @@ class Suite:
         for i in range(max(1, reps - 1)):
             m = self.mount_ours("hf://buckets/bench/scratch", tag="bucket")
             run(["cp", src, m / f"rw{i}.bin"], timeout=3600)
-            m.close()
+            self.done(m)
             m = self.mount_ours("hf://buckets/bench/scratch", tag="bucket")
             with Delta(self.hub) as d:
                 run(["dd", f"if={patch}", f"of={m / f'rw{i}.bin'}", "bs=4096", "count=1", f"seek={rw // 2 // 4096}",
                      "conv=notrunc"], timeout=3600)
             up.append(d.value["bytes_in"])
-            m.close()
+            self.done(m)
         self.record("W11", "ours", f"bytes uploaded after a 4 KiB change to a {rw // MIB} MiB file", "B", up, better="lower",
                     extra={"routes": d.value["bytes_in_routes"]})
         self.target("4 KiB re-write upload", f"re-write of {rw // MIB} MiB with a 4 KiB change uploads < 1% of the file", summarize(up)["median"],
@@ -808,7 +822,7 @@ class Suite:
             with Delta(self.hub) as d:
                 self.dd(m / "b.bin")
             fb.append(d.value["bytes_out"] / c["dedup"])
-            m.close()
+            self.done(m)
         v = self.record("W12", "ours", "server bytes for b.bin after a.bin (shares all but 4 KiB)", "x file", fb, better="lower")
         self.target("dedup second file", "second file sharing chunks: fetches < 10% of its size", v, None, 0.1, kind="value<=", ci_goal=0.5)
 
@@ -850,7 +864,7 @@ class Suite:
         m = self.mount_ours()
         self.ours_ra = self.get_ra(m.mnt) or 128
         info["ours_read_ahead_kb"] = self.ours_ra
-        m.close()
+        self.done(m)
         steps = [("P", self.ceilings), ("W1", self.w1_sequential), ("W2", self.w2), ("W3", self.w3_random),
                  ("W5", self.w5_parallel), ("W6", self.w6_metadata), ("W7", self.w7_mount), ("W12", self.w12_dedup),
                  ("W10", self.w10_faults), ("W11", self.w11_writes), ("W9", self.w9_wan), ("HTTP", self.http_bench)]
