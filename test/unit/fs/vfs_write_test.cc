@@ -277,7 +277,8 @@ struct JournaledBucket {
     io.stop();
     cpu.join();
   }
-  std::unique_ptr<Vfs> make(bool async, IoThreads* on = nullptr) {
+  // `on`/`on_cpu`: run on another "process" (its own io threads and cpu pool) instead.
+  std::unique_ptr<Vfs> make(bool async, IoThreads* on = nullptr, boost::asio::thread_pool* on_cpu = nullptr) {
     if (!meta) meta = MetaStore::open(dir.path, "bucket-scope").value();
     VfsConfig c;
     c.read_only = false;
@@ -285,7 +286,8 @@ struct JournaledBucket {
     c.async_writeback = async;
     c.commit_retry_base_ms = 1;
     c.commit_attempts = 2;
-    return std::make_unique<Vfs>(c, remote, cache, on ? on->ex() : io.ex(), meta.get(), cpu.get_executor());
+    return std::make_unique<Vfs>(c, remote, cache, on ? on->ex() : io.ex(), meta.get(),
+                                 on_cpu ? on_cpu->get_executor() : cpu.get_executor());
   }
   bool wait_committed(const std::string& path, const std::vector<uint8_t>& want, int ms = 10000) {
     for (int i = 0; i < ms / 10; ++i) {
@@ -323,8 +325,11 @@ TEST_CASE("after a crash, the next mount resumes journaled uploads") {
   auto data = random_bytes(700000, 21);
   std::string staging;
   {
-    IoThreads process;  // the first "process": its threads die with it
-    auto v = b.make(true, &process);
+    // The first "process": its io threads and cpu pool die with it (a cpu task that outlived
+    // its io_context would resume a destroyed coroutine).
+    IoThreads process;
+    boost::asio::thread_pool process_cpu(1);
+    auto v = b.make(true, &process, &process_cpu);
     b.remote.fail_commit = 1 << 30;  // the bucket refuses everything: uploads cannot finish
     auto c = v->create(kRootIno, "ckpt.bin", 0644, O_WRONLY);
     REQUIRE(c.ok());
@@ -335,6 +340,8 @@ TEST_CASE("after a crash, the next mount resumes journaled uploads") {
     staging = pend[0].staging_path;
     // "kill -9": the process stops dead without committing; only the journal remembers.
     process.stop();
+    process_cpu.stop();
+    process_cpu.join();
     v.reset();
   }
   CHECK(::access(staging.c_str(), F_OK) == 0);  // the staged bytes survived
