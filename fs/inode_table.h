@@ -7,7 +7,9 @@
 // nlookup follows the FUSE contract: every entry handed to the kernel (lookup, readdirplus,
 // create, ...) adds one; forget(n) subtracts n. A node removed from its directory (remote
 // change, unlink) stays reachable by inode number while nlookup > 0 ("orphan") and is freed at
-// the forget that drops it to zero. A negative count is a bug and aborts.
+// the forget that drops it to zero. A forget beyond the count is a bug: it is logged and the
+// count clamped at zero (the kernel then gets ENOENT for that inode) rather than taking the whole
+// mount down.
 //
 // Thread-safety: every member is safe to call concurrently (one internal shared_mutex; readers
 // share it). Results are copies; no pointer into the table escapes. The table takes no other
@@ -62,6 +64,7 @@ struct ListingDiff {
   std::vector<std::string> added;
   std::vector<std::string> removed;
   std::vector<uint64_t> changed;  // inodes whose content or size changed
+  bool skipped = false;           // not applied: the directory changed locally meanwhile
 };
 
 class InodeTable {
@@ -82,9 +85,24 @@ class InodeTable {
 
   // Sets the complete child list of `dir` (which must exist and be a directory). Children that
   // keep their name and kind keep their inode number; their attributes are updated.
-  ListingDiff apply_listing(uint64_t dir, std::vector<ListedEntry> entries);
+  // `listed_since`: the epoch() read before the listing was requested. If the directory changed
+  // locally after it (a commit, create, rename... that the listing may predate), nothing is
+  // applied and diff.skipped is set: a stale listing must not undo a change made meanwhile.
+  ListingDiff apply_listing(uint64_t dir, std::vector<ListedEntry> entries, uint64_t listed_since = UINT64_MAX);
+  // Counter of local changes (create, remove, rename, set_local/size/content/meta).
+  uint64_t epoch() const;
+  // A local change of `dir`'s children is in progress (e.g. a rename committed remotely before
+  // it is applied here): listings of `dir` are not applied until the matching end, which also
+  // counts as a local change. Unknown inodes are ignored.
+  void begin_local_change(uint64_t dir);
+  void end_local_change(uint64_t dir);
 
-  void add_lookup(uint64_t ino, uint64_t n = 1);
+  // False (and nothing counted) if the inode no longer exists: the caller must then not hand
+  // it to the kernel.
+  bool add_lookup(uint64_t ino, uint64_t n = 1);
+  // add_lookup(ino, 1) returning the node's current attributes (readdirplus: an open directory
+  // handle lists names from its snapshot, but must not hand the kernel outdated sizes).
+  std::optional<Attr> add_lookup_attr(uint64_t ino);
   void forget(uint64_t ino, uint64_t n);
 
   // Snapshot of a listed directory (nullptr if not a listed directory).
@@ -151,6 +169,8 @@ class InodeTable {
     uint32_t subdirs = 0;
     std::map<std::string, uint64_t, std::less<>> children;
     mutable std::shared_ptr<const DirSnapshot> snap;  // cache; reset when children change
+    uint64_t changed_epoch = 0;  // directories: the last local change among the children
+    uint32_t busy = 0;           // directories: local changes in progress
   };
 
   Attr attr_of(const Node& n) const;
@@ -158,12 +178,14 @@ class InodeTable {
   std::string path_locked(const Node& n) const;
   uint64_t allocate_ino(const std::string& path) const;
   void detach_locked(Node& child);      // remove from parent's children
+  void touch_locked(uint64_t dir_ino);  // a local change in this directory (see apply_listing)
   void maybe_free_locked(uint64_t ino);  // free an orphan (and orphaned subtree) at nlookup 0
 
   InodeTableOptions opts_;
   mutable std::shared_mutex mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;
   size_t listed_dirs_ = 0;
+  uint64_t epoch_ = 0;  // under mu_
 };
 
 // True if `name` may appear as a directory entry: non-empty, not "." or "..", no '/' or NUL,

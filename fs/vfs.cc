@@ -97,9 +97,14 @@ std::optional<Result<EntryOut>> Vfs::lookup_fast(uint64_t parent, std::string_vi
   stats_.lookups.fetch_add(1, std::memory_order_relaxed);
   if (name.size() > 255) return Result<EntryOut>(Error(Errc::name_too_long, "name longer than 255 bytes"));
   auto r = table_.lookup(parent, name);
+  // The node may be freed between the lookup and the count (a relisting dropped it): look again
+  // rather than hand the kernel an uncounted reference.
+  for (int tries = 0; r.state == InodeTable::ChildState::found && !table_.add_lookup(r.info.attr.ino) && tries < 8;
+       ++tries) {
+    r = table_.lookup(parent, name);
+  }
   switch (r.state) {
     case InodeTable::ChildState::found:
-      table_.add_lookup(r.info.attr.ino);
       return Result<EntryOut>(entry_for(r.info.attr));
     case InodeTable::ChildState::absent: {
       auto p = table_.get(parent);
@@ -343,6 +348,11 @@ Result<OpenOut> Vfs::open(uint64_t ino, int flags) {
   bool wants_write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (wants_write) HF_TRY(check_writable());
   std::lock_guard lk(mu_);
+  // Read the node again under mu_: the poller changes content and marks stale attributes
+  // under mu_ too, so the content this handle gets and refresh_attrs below agree.
+  n = table_.get(ino);
+  if (!n) return Error(Errc::not_found, "no such inode");
+  if (n->attr.kind == NodeKind::dir) return Error(Errc::is_dir, "is a directory");
   auto h = std::make_unique<FileHandle>();
   h->ino = ino;
   OpenOut o;
@@ -359,6 +369,7 @@ Result<OpenOut> Vfs::open(uint64_t ino, int flags) {
     h->reader = reader_locked(*n);
   }
   o.fh = next_fh_++;
+  o.refresh_attrs = stale_attrs_.erase(ino) > 0;
   // Keep the kernel's pages only if they were filled from this same content.
   auto kc = kernel_content_.find(ino);
   o.keep_cache = kc == kernel_content_.end() || kc->second == n->content.id;

@@ -31,6 +31,7 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/async.h"
@@ -99,6 +100,10 @@ struct OpenOut {
   uint64_t fh = 0;
   bool keep_cache = false;  // FOPEN_KEEP_CACHE: content unchanged since the kernel cached it
   bool cache_dir = false;   // FOPEN_CACHE_DIR
+  // The content changed remotely and the kernel may still hold the old size: the FUSE layer
+  // invalidates the inode's attributes before replying (the poller's own invalidation is
+  // asynchronous; a read in between would stop at the old size: a torn file).
+  bool refresh_attrs = false;
 };
 
 struct StatfsOut {
@@ -137,8 +142,11 @@ class Vfs {
   std::optional<Result<EntryOut>> lookup_fast(uint64_t parent, std::string_view name);
   Task<Result<EntryOut>> lookup(uint64_t parent, std::string name, CancelPtr cancel);
   void forget(uint64_t ino, uint64_t nlookup);
-  // Counts one more kernel reference (readdirplus entries).
-  void add_lookup(uint64_t ino) { table_.add_lookup(ino); }
+  // Counts one more kernel reference (readdirplus entries). False if the inode is gone: the
+  // entry must then be sent without one (ino 0).
+  bool add_lookup(uint64_t ino) { return table_.add_lookup(ino); }
+  // The same, returning the node's current attributes (nullopt: gone, nothing counted).
+  std::optional<Attr> add_lookup_attr(uint64_t ino) { return table_.add_lookup_attr(ino); }
   Result<Attr> getattr(uint64_t ino);
   Result<std::string> readlink(uint64_t ino);
   EntryOut entry_for(const Attr& a) const;
@@ -263,6 +271,8 @@ class Vfs {
   std::unordered_map<uint64_t, Key32> kernel_content_;
   std::unordered_map<uint64_t, std::shared_ptr<WriteState>> writes_;
   Invalidator invalidator_;
+  std::atomic<bool> relist_pending_{false};  // a relisting was skipped: redo it at the next poll
+  std::unordered_set<uint64_t> stale_attrs_;  // content changed by the poller, not opened since
 };
 
 }  // namespace hf::fs

@@ -7,6 +7,8 @@
 // whose content changed (pages, or only attributes while the file is open: an open file keeps
 // reading the bytes it opened, and invalidating pages under an open file is what deadlocked
 // the incumbent), and directories whose entries changed (their cached readdir pages).
+// A directory that changed locally while its listing was in flight (our own commit, a create or
+// rename) is not updated from that possibly older listing; it is relisted at the next poll.
 #include <utility>  // before asio
 
 #include <boost/asio/redirect_error.hpp>
@@ -32,8 +34,11 @@ Task<Result<bool>> Vfs::poll_once(CancelPtr cancel) {
   auto probe = co_await remote_.probe_revision(cancel);
   if (!probe.ok()) co_return std::move(probe).error();
   std::string old_rev = revision();
-  if (*probe == old_rev || probe->empty()) co_return false;
-  HF_LOG_INFO("poll", "{} moved: {} -> {}", cfg_.source, old_rev, *probe);
+  // A relisting skipped last time (local changes during it) is redone even without a new change.
+  bool pending = relist_pending_.exchange(false);
+  if ((*probe == old_rev || probe->empty()) && !pending) co_return false;
+  if (probe->empty()) *probe = old_rev;
+  if (*probe != old_rev) HF_LOG_INFO("poll", "{} moved: {} -> {}", cfg_.source, old_rev, *probe);
   remote_.set_revision(*probe);
   set_revision(*probe);
   stats_.revision_changes.fetch_add(1, std::memory_order_relaxed);
@@ -47,6 +52,8 @@ Task<Result<bool>> Vfs::poll_once(CancelPtr cancel) {
   for (uint64_t dir : table_.listed_directories()) {
     auto path = table_.path(dir);
     if (!path) continue;
+    // Local changes made while this listing is in flight win over it (apply_listing).
+    uint64_t since = table_.epoch();
     std::optional<std::vector<ListedEntry>> entries;
     if (meta_) entries = meta_->get_listing(*probe, *path);
     if (!entries) {
@@ -69,7 +76,18 @@ Task<Result<bool>> Vfs::poll_once(CancelPtr cancel) {
       }
       for (auto& e : *entries) e.content.rev = rev_index;
     }
-    ListingDiff diff = table_.apply_listing(dir, std::move(*entries));
+    ListingDiff diff;
+    {
+      // Under mu_ with the stale_attrs_ marks below, so open() sees both or neither.
+      std::lock_guard lk(mu_);
+      diff = table_.apply_listing(dir, std::move(*entries), since);
+      stale_attrs_.insert(diff.changed.begin(), diff.changed.end());
+    }
+    if (diff.skipped) {
+      HF_LOG_DEBUG("poll", "relisting '{}' deferred: it changed locally meanwhile", path->empty() ? "/" : *path);
+      relist_pending_ = true;
+      continue;
+    }
     for (auto& n : diff.added) inv.push_back({Invalidation::Kind::entry, dir, n});
     for (auto& n : diff.removed) inv.push_back({Invalidation::Kind::entry, dir, n});
     for (uint64_t ino : diff.changed) {

@@ -59,6 +59,24 @@ std::string join(const std::string& dir, std::string_view name) {
   return dir.empty() ? std::string(name) : dir + "/" + std::string(name);
 }
 
+// Marks directories as changing locally for its lifetime (see InodeTable::begin_local_change):
+// the poller must not apply a listing taken between a remote commit and its local mirror.
+class LocalChange {
+ public:
+  LocalChange(InodeTable& t, std::vector<uint64_t> dirs) : t_(t), dirs_(std::move(dirs)) {
+    for (uint64_t d : dirs_) t_.begin_local_change(d);
+  }
+  ~LocalChange() {
+    for (uint64_t d : dirs_) t_.end_local_change(d);
+  }
+  LocalChange(const LocalChange&) = delete;
+  LocalChange& operator=(const LocalChange&) = delete;
+
+ private:
+  InodeTable& t_;
+  std::vector<uint64_t> dirs_;
+};
+
 }  // namespace
 
 bool is_os_junk(std::string_view n) {
@@ -167,6 +185,7 @@ Task<Status> Vfs::unlink(uint64_t parent, std::string name, CancelPtr cancel) {
   if (r.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such file");
   if (r.info.attr.kind == NodeKind::dir) co_return Error(Errc::is_dir, "is a directory");
   uint64_t ino = r.info.attr.ino;
+  LocalChange busy(table_, {parent});
   auto ws = write_state(ino);
   bool remote = ws ? ws->ever_committed : !table_.is_local(ino);
   if (remote && r.info.attr.kind == NodeKind::file) {
@@ -223,12 +242,15 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
   // content hash: nothing is re-uploaded), then the deletes, adds first as the Hub requires.
   std::vector<std::pair<std::string, std::string>> moves;  // old path, new path
   std::vector<std::pair<uint64_t, std::string>> files;
+  // Every directory whose listing this rename changes (parents, and the moved subtree).
+  std::vector<uint64_t> changing{parent, new_parent};
   if (src.info.attr.kind == NodeKind::dir) {
     // Load the whole subtree: a rename must move files nobody has looked at yet.
     std::vector<uint64_t> pending{src.info.attr.ino};
     while (!pending.empty()) {
       uint64_t d = pending.back();
       pending.pop_back();
+      changing.push_back(d);
       HF_CO_TRY(co_await ensure_listed(d, cancel));
       if (auto snap = table_.snapshot(d)) {
         for (auto& e : snap->entries) {
@@ -240,6 +262,7 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
   } else {
     files.emplace_back(src.info.attr.ino, "");
   }
+  LocalChange busy(table_, std::move(changing));
   std::vector<CommitOp> adds, dels;
   for (auto& [ino, rel] : files) {
     auto n = table_.get(ino);
@@ -306,6 +329,7 @@ Task<Result<EntryOut>> Vfs::link(uint64_t ino, uint64_t new_parent, std::string 
   }
   HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
   if (table_.lookup(new_parent, new_name).state == InodeTable::ChildState::found) co_return Error(Errc::exists, "target exists");
+  LocalChange busy(table_, {new_parent});
   xet::Hash h;
   h.bytes = n->content.id;
   stats_.batches.fetch_add(1, std::memory_order_relaxed);

@@ -60,12 +60,22 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
     size_t n;
     if (plus) {
       struct fuse_entry_param p;
+      // Every entry with a nonzero ino hands the kernel a reference: count it first, and send
+      // the node's current attributes (the snapshot's may predate a remote change: the kernel
+      // would cache an old size). An entry whose node is gone since (removed and forgotten)
+      // goes out without one (ino 0: the kernel just lists the name), else its later forget
+      // would not match.
+      std::optional<Attr> cur = real ? c.vfs->add_lookup_attr(a.ino) : std::nullopt;
+      bool counted = cur.has_value();
+      if (counted && cur->kind == a.kind) a = *cur;
       EntryOut eo = c.vfs->entry_for(a);
       fill_entry(eo, &p);
-      if (!real) p.ino = 0;  // the kernel does not instantiate "." and ".." from readdirplus
+      if (!counted) p.ino = 0;  // (also "." and "..": the kernel does not instantiate them)
       n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &p, static_cast<off_t>(idx + 1));
-      if (n > size - used) break;
-      if (real) c.vfs->add_lookup(a.ino);
+      if (n > size - used) {
+        if (counted) c.vfs->forget(a.ino, 1);  // did not fit: not sent
+        break;
+      }
     } else {
       struct stat st;
       fill_stat(a, &st);

@@ -17,6 +17,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   }
   fi->fh = r->fh;
   fi->keep_cache = r->keep_cache;
+  // Attributes only (no pages): safe from a worker thread, nothing waits on page locks.
+  if (r->refresh_attrs && c.session) (void)fuse_lowlevel_notify_inval_inode(c.session, ino, -1, 0);
   if (fuse_reply_open(req, fi) != 0) c.vfs->release(r->fh);
 }
 

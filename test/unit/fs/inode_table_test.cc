@@ -167,3 +167,68 @@ TEST_CASE("concurrent lookups and relistings from real threads") {
   for (auto& x : th) x.join();
   CHECK(found > 0);
 }
+
+TEST_CASE("a listing requested before a local change does not undo it") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("a", 10, 1), dir("d")});
+  uint64_t a = t.lookup(kRootIno, "a").info.attr.ino;
+  // A poll starts listing the root; meanwhile a local commit gives "a" new content and a new
+  // file is created and committed.
+  uint64_t since = t.epoch();
+  Content fresh;
+  fresh.source = Content::Source::xet;
+  fresh.id.fill(9);
+  t.set_content(a, fresh, 20, 0);
+  REQUIRE(t.create(kRootIno, "new", InodeTable::NewNode{}, false).ok());
+  // The listing it gets back predates both: applying it would revert "a" and drop "new".
+  ListingDiff stale = t.apply_listing(kRootIno, {file("a", 10, 1), dir("d")}, since);
+  CHECK(stale.skipped);
+  CHECK(t.get(a)->content.id == fresh.id);
+  CHECK(t.get(a)->attr.size == 20);
+  CHECK(t.lookup(kRootIno, "new").state == InodeTable::ChildState::found);
+  // A listing requested after the changes applies normally.
+  ListingDiff ok = t.apply_listing(kRootIno, {file("a", 20, 9), dir("d"), file("new", 0, 3)}, t.epoch());
+  CHECK_FALSE(ok.skipped);
+  CHECK(t.lookup(kRootIno, "new").info.attr.size == 0);
+  // Changes elsewhere do not hold back this directory's listing.
+  uint64_t d = t.lookup(kRootIno, "d").info.attr.ino;
+  t.apply_listing(d, {file("x", 1, 4)});
+  uint64_t since2 = t.epoch();
+  REQUIRE(t.create(d, "y", InodeTable::NewNode{}, false).ok());
+  CHECK_FALSE(t.apply_listing(kRootIno, {file("a", 20, 9), dir("d"), file("new", 0, 3), file("b", 5, 5)}, since2).skipped);
+  CHECK(t.apply_listing(d, {file("x", 1, 4)}, since2).skipped);
+}
+
+TEST_CASE("references to freed inodes are refused; a count mismatch never aborts the mount") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("a", 1, 1)});
+  uint64_t a = t.lookup(kRootIno, "a").info.attr.ino;
+  CHECK(t.add_lookup(a));
+  t.apply_listing(kRootIno, {});  // removed remotely: an orphan while the kernel knows it
+  t.forget(a, 1);                 // freed now
+  CHECK_FALSE(t.get(a));
+  CHECK_FALSE(t.add_lookup(a));   // a stale readdirplus entry must go out without a reference
+  // The same path comes back: the same deterministic number, a fresh count.
+  t.apply_listing(kRootIno, {file("a", 2, 2)});
+  CHECK(t.lookup(kRootIno, "a").info.attr.ino == a);
+  CHECK(t.add_lookup(a));
+  t.forget(a, 2);  // one more than counted: logged and clamped, the process lives on
+  CHECK(t.get(a));  // still listed: only orphans are freed
+  CHECK(t.add_lookup(a));
+  t.forget(a, 1);
+}
+
+TEST_CASE("listings wait while a local change of the directory is in progress") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("f", 1, 1), file("renamed", 2, 2)});
+  // A rename committed remotely, not yet applied here: a listing taken now already shows the
+  // result (f gone) even though it was requested after the change began.
+  t.begin_local_change(kRootIno);
+  uint64_t since = t.epoch();
+  CHECK(t.apply_listing(kRootIno, {file("renamed", 1, 1)}, since).skipped);
+  CHECK(t.lookup(kRootIno, "f").state == InodeTable::ChildState::found);
+  REQUIRE(t.rename(kRootIno, "f", kRootIno, "renamed", false).ok());  // the local mirror works
+  t.end_local_change(kRootIno);
+  CHECK(t.apply_listing(kRootIno, {file("renamed", 1, 1)}, since).skipped);  // still older
+  CHECK_FALSE(t.apply_listing(kRootIno, {file("renamed", 1, 1)}, t.epoch()).skipped);
+}
