@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +60,11 @@ std::string dir_entry(const std::string& path) {
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// A tree listing request for directory `dir` (at any revision: mounts list by commit sha).
+bool lists(const Request& req, const Response& r, std::string_view dir) {
+  return r.route == "tree" && req.path.find("/tree/") != std::string_view::npos && ends_with(req.path, "/" + std::string(dir));
 }
 
 // The value of "xetHash" for `name` in a tree listing body (the emulator's real answer).
@@ -151,7 +157,7 @@ TEST_CASE("hostile names in listings: nothing outside the view is served", "[hos
   for (size_t i = 0; i < entries.size(); ++i) body += (i ? "," : "") + entries[i];
   body += "]";
   hub.server().set_interceptor([body](const Request& req, Response& r) {
-    if (r.route == "tree" && ends_with(req.path, "/tree/main/h")) set_body(r, body);
+    if (lists(req, r, "h")) set_body(r, body);
   });
   Mount m(hub, "hf://acme/names");
   auto names = list_names(m / "h");
@@ -186,11 +192,11 @@ TEST_CASE("hostile names in listings: nothing outside the view is served", "[hos
 TEST_CASE("over-long paths: deeper than PATH_MAX through openat", "[hostile]") {
   Hub hub;
   std::string path;
-  for (int i = 0; i < 18; ++i) path += std::string(240, static_cast<char>('a' + i)) + "/";
-  path += "deep.txt";
-  REQUIRE(path.size() > 4096);
+  for (int i = 0; i < 16; ++i) path += std::string(250, static_cast<char>('a' + i)) + "/";
+  path += std::string(70, 'z') + ".txt";  // 4090 bytes: the emulator's limit is 4096
   REQUIRE(hub.server().add_repo(RepoType::model, "acme/deep", {{path, "at the bottom\n", ""}}).ok());
   Mount m(hub, "hf://acme/deep");
+  REQUIRE((m / path).size() >= 4096);  // longer than PATH_MAX through the mount point
   int fd = ::open(m.path().c_str(), O_RDONLY | O_DIRECTORY);
   REQUIRE(fd >= 0);
   size_t pos = 0;
@@ -222,10 +228,10 @@ TEST_CASE("over-long paths: deeper than PATH_MAX through openat", "[hostile]") {
 TEST_CASE("a directory of a million entries: bounded time and memory", "[hostile][huge]") {
   Hub hub;
   REQUIRE(hub.server().add_repo(RepoType::model, "acme/huge", {{"huge/seed.txt", "x\n", ""}}).ok());
-  constexpr size_t kEntries = 1000000, kPage = 50000;
+  static constexpr size_t kEntries = 1000000, kPage = 50000;
   std::string base = hub.url();
   hub.server().set_interceptor([base](const Request& req, Response& r) {
-    if (r.route != "tree" || !ends_with(req.path, "/tree/main/huge")) return;
+    if (!lists(req, r, "huge")) return;
     size_t from = 0;
     if (auto p = req.query.find("cursor="); p != std::string_view::npos) from = std::stoul(std::string(req.query.substr(p + 7)));
     std::string body = "[";
@@ -279,7 +285,7 @@ TEST_CASE("sizes that disagree between the listing and the content", "[hostile]"
   std::string body = "[" + file_entry("sz/longer.bin", real.size() * 2, xh) + "," +
                      file_entry("sz/shorter.bin", real.size() / 2, xh) + "," + file_entry("sz/zero.bin", 0, xh) + "]";
   hub.server().set_interceptor([body](const Request& req, Response& r) {
-    if (r.route == "tree" && ends_with(req.path, "/tree/main/sz")) set_body(r, body);
+    if (lists(req, r, "sz")) set_body(r, body);
   });
   Mount m(hub, "hf://acme/sizes");
   Tally t;
@@ -419,13 +425,13 @@ TEST_CASE("oversized and nested JSON from the Hub: listings and tokens", "[hosti
                                 {{"ok.txt", "fine\n", ""}, {"big/x", "x", ""}, {"deep/x", "x", ""}, {"w.bin", random_bytes(1 << 20, 3), ""}}).ok());
   std::atomic<bool> bomb_token{false};
   hub.server().set_interceptor([&](const Request& req, Response& r) {
-    if (r.route == "tree" && ends_with(req.path, "/tree/main/big")) {
+    if (lists(req, r, "big")) {
       r.status = 200;
       r.headers.clear();
       r.body.clear();
       r.add_body(std::make_shared<HugeJson>(1ull << 30), 0, 1ull << 30);  // 1 GiB
       r.set_header("Content-Type", "application/json");
-    } else if (r.route == "tree" && ends_with(req.path, "/tree/main/deep")) {
+    } else if (lists(req, r, "deep")) {
       set_body(r, std::string(1 << 20, '[') + std::string(1 << 20, ']'));
     } else if (r.route == "token" && bomb_token) {
       r.status = 200;
@@ -504,8 +510,11 @@ TEST_CASE("hostile redirects: file://, other schemes, loops, other hosts", "[hos
       r.set_header("Content-Range", fmt::format("bytes {}-{}/{}", s, e, payload.size()));
     }
   });
+  // other.txt is served by the other host: its bytes there must be its content (the mount checks
+  // a whole small file against its git blob id).
   std::vector<FileSpec> files{{"file.txt", "x\n", ""}, {"scheme.txt", "x\n", ""}, {"loop.txt", "x\n", ""},
-                              {"other.txt", std::string(payload.size(), '?'), ""}, {"fine.txt", "fine\n", ""}};
+                              {"other.txt", payload, ""}, {"fine.txt", "fine\n", ""},
+                              {"liar.txt", std::string(payload.size(), '?'), ""}};
   REQUIRE(hub.server().add_repo(RepoType::model, "acme/redir", files).ok());
   std::string other_url = other.url();
   hub.server().set_interceptor([other_url](const Request& req, Response& r) {
@@ -520,7 +529,7 @@ TEST_CASE("hostile redirects: file://, other schemes, loops, other hosts", "[hos
     if (ends_with(req.path, "/file.txt")) redirect("file:///etc/passwd");
     if (ends_with(req.path, "/scheme.txt")) redirect("gopher://127.0.0.1/etc/passwd");
     if (ends_with(req.path, "/loop.txt")) redirect(std::string(req.target));
-    if (ends_with(req.path, "/other.txt")) redirect(other_url + "/cdn/other.txt");
+    if (ends_with(req.path, "/other.txt") || ends_with(req.path, "/liar.txt")) redirect(other_url + "/cdn/x.txt");
   });
   std::string tokfile = tempdir("tok") + "/token";
   run("printf hf_hostile_secret_token > " + tokfile + " && chmod 600 " + tokfile);
@@ -546,8 +555,13 @@ TEST_CASE("hostile redirects: file://, other schemes, loops, other hosts", "[hos
     CHECK_FALSE(other_auth.empty());
     for (auto& a : other_auth) CHECK(a.empty());
   }
+  // Another host answering with bytes that are not the file's content: refused, not served.
+  IoResult liar = read_all(m / "liar.txt");
+  CHECK(liar.err == EIO);
+  CHECK(liar.data.empty());
   CHECK(read_all(m / "fine.txt").data == "fine\n");
   std::string log = log_of(m);
+  CHECK_THAT(log, Catch::Contains("does not match"));
   CHECK(log.find("hf_hostile_secret_token") == std::string::npos);
   CHECK(log.find("root:") == std::string::npos);  // nothing of /etc/passwd anywhere
   t.note = "file://, gopher://, loop -> EIO; cross-host followed without Authorization";
