@@ -232,11 +232,23 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
   if (src.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such file or directory");
   auto dst = table_.lookup(new_parent, new_name);
   if (dst.state == InodeTable::ChildState::found) {
+    if (dst.info.attr.ino == src.info.attr.ino) co_return Status{};  // the same file: nothing to do
     if (no_replace) co_return Error(Errc::exists, "target exists");
     if (dst.info.attr.kind == NodeKind::dir && src.info.attr.kind != NodeKind::dir) co_return Error(Errc::is_dir, "target is a directory");
     if (dst.info.attr.kind != NodeKind::dir && src.info.attr.kind == NodeKind::dir) co_return Error(Errc::not_dir, "target is not a directory");
   }
   std::string old_path = full_path(parent, name), new_path = full_path(new_parent, new_name);
+  // Everything the local rename would refuse is refused before anything is committed remotely:
+  // a rename that fails here after moving files in the bucket would leave the two diverged.
+  if (src.info.attr.kind == NodeKind::dir &&
+      (new_path == old_path || new_path.rfind(old_path + "/", 0) == 0)) {
+    co_return Error(Errc::invalid_argument, "cannot move a directory into itself");
+  }
+  if (dst.state == InodeTable::ChildState::found && dst.info.attr.kind == NodeKind::dir) {
+    HF_CO_TRY(co_await ensure_listed(dst.info.attr.ino, cancel));
+    auto snap = table_.snapshot(dst.info.attr.ino);
+    if (snap && !snap->entries.empty()) co_return Error(Errc::not_empty, "target directory not empty");
+  }
 
   // Committed files under the source move remotely: one add per file at the new path (same
   // content hash: nothing is re-uploaded), then the deletes, adds first as the Hub requires.

@@ -209,6 +209,35 @@ TEST_CASE("rename, link and unlink are applied to the bucket") {
   CHECK(b.io.run(b.vfs->rename(kRootIno, "c-link.bin", kRootIno, "moved", false, nullptr)).code() == Errc::is_dir);
 }
 
+TEST_CASE("a rename the local tree refuses commits nothing to the bucket (found by the model check)") {
+  Bucket b;
+  auto a = random_bytes(5000, 6);
+  REQUIRE(b.vfs->mkdir(kRootIno, "src", 0755).ok());
+  REQUIRE(b.vfs->mkdir(kRootIno, "full", 0755).ok());
+  uint64_t src = b.ino(*b.vfs, "src"), full = b.ino(*b.vfs, "full");
+  auto put = [&](uint64_t dir, const std::string& name) {
+    auto c = b.vfs->create(dir, name, 0644, O_WRONLY | O_CREAT);
+    REQUIRE(c.ok());
+    REQUIRE(b.vfs->write(c->second.fh, 0, a).ok());
+    REQUIRE(b.io.run(b.vfs->flush(c->second.fh, nullptr)).ok());
+    b.vfs->release(c->second.fh);
+  };
+  put(src, "f.bin");
+  put(full, "g.bin");
+  uint64_t commits = b.remote.commit_calls.load();
+  // Onto a non-empty directory: ENOTEMPTY, and nothing moved remotely.
+  CHECK(b.io.run(b.vfs->rename(kRootIno, "src", kRootIno, "full", false, nullptr)).code() == Errc::not_empty);
+  // Into itself: EINVAL, and nothing moved remotely.
+  CHECK(b.io.run(b.vfs->rename(kRootIno, "src", src, "inner", false, nullptr)).code() == Errc::invalid_argument);
+  CHECK(b.remote.commit_calls.load() == commits);
+  CHECK(b.remote.committed("src/f.bin") == a);
+  CHECK(b.remote.committed("full/g.bin") == a);
+  CHECK_FALSE(b.remote.committed("full/f.bin"));
+  // A file onto itself through another name of the same node: nothing to do.
+  CHECK(b.io.run(b.vfs->rename(src, "f.bin", src, "f.bin", false, nullptr)).ok());
+  CHECK(b.remote.commit_calls.load() == commits);
+}
+
 TEST_CASE("a failing commit is retried; a persistent failure fails close and keeps the data") {
   Bucket b;
   auto data = random_bytes(100000, 6);
