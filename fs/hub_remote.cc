@@ -138,6 +138,13 @@ Task<Status> HubRemote::commit(std::vector<CommitOp> ops, CancelPtr) {
   HF_CO_TRY(gate());
   std::vector<hub::BatchOp> batch;
   batch.reserve(ops.size());
+  if (log::level() >= log::Level::debug) {
+    std::string lines;
+    for (size_t i = 0; i < ops.size() && i < 8; ++i) {
+      lines += fmt::format("{}{} {}", i ? ", " : "", ops[i].kind == CommitOp::Kind::add ? "add" : "del", ops[i].path);
+    }
+    HF_LOG_DEBUG("remote", "batch of {} operation(s): {}{}", ops.size(), lines, ops.size() > 8 ? ", ..." : "");
+  }
   for (auto& o : ops) {
     hub::BatchOp b;
     b.kind = o.kind == CommitOp::Kind::add ? hub::BatchOp::add : hub::BatchOp::del;
