@@ -403,10 +403,14 @@ TEST_CASE("POSIX model check: a bucket mount against a local directory", "[model
   uint64_t mismatches = 0, executed = 0;
   std::map<std::string, uint64_t> per_op;
   std::vector<std::string> first_mismatches;
+  const bool trace = env_u64("HF_MODEL_TRACE", 0) != 0;
+  std::string cur_args;
   auto apply = [&](const std::string& op, const std::function<Outcome(Side&)>& f) {
     Outcome a = f(mnt), b = f(loc);
     ++executed;
     ++per_op[op];
+    if (trace) std::printf("[model] #%llu %s %s -> %s\n", static_cast<unsigned long long>(executed), op.c_str(),
+                           cur_args.c_str(), describe(a).c_str());
     if (!(a == b)) {
       ++mismatches;
       if (first_mismatches.size() < 15) {
@@ -428,6 +432,7 @@ TEST_CASE("POSIX model check: a bucket mount against a local directory", "[model
     uint64_t off = rng() % (300 << 10), len = 1 + rng() % (64 << 10);
     uint64_t dseed = rng();
     int oflags = O_RDWR | O_CREAT | (rng() % 4 == 0 ? O_TRUNC : 0) | (rng() % 8 == 0 ? O_EXCL : 0);
+    if (trace) cur_args = fmt::format("slot={} p={} q={} off={} len={}", slot, p, q, off, len);
     if (kind < 14) {
       apply(fmt::format("open({:#o})", oflags), [&](Side& s) {
         if (s.fds.count(slot)) {
@@ -538,6 +543,7 @@ TEST_CASE("POSIX model check: a bucket mount against a local directory", "[model
     CHECK(live == want);
   }
   // Persistence: a fresh mount shows the same files (empty directories are not kept: deviation 2).
+  if (trace) run("cp '" + m->log_file() + "' /tmp/hf-model-mount.log");
   m.reset();
   Mount fresh(hub, "hf://buckets/alice/model", "", cache);
   auto again = snapshot(fresh.path(), true), files = snapshot(loc.root, true);
