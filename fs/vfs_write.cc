@@ -278,14 +278,16 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
   std::vector<CommitOp> adds, dels;
   for (auto& [ino, rel] : files) {
     auto n = table_.get(ino);
-    if (!n || n->attr.kind != NodeKind::file || n->content.source != Content::Source::xet) continue;
+    // Empty bucket files are Xet files too (their hash is all zeros, §3.5) and must move along.
+    bool empty = n && n->content.source == Content::Source::empty;
+    if (!n || n->attr.kind != NodeKind::file || (n->content.source != Content::Source::xet && !empty)) continue;
     auto ws = write_state(ino);
     bool committed = ws ? ws->ever_committed : !table_.is_local(ino);
     if (!committed) continue;
     std::string from = rel.empty() ? old_path : old_path + "/" + rel;
     std::string to = rel.empty() ? new_path : new_path + "/" + rel;
     xet::Hash h;
-    h.bytes = n->content.id;
+    if (!empty) h.bytes = n->content.id;
     CommitOp add;
     add.path = to;
     add.hash = h;
@@ -336,14 +338,15 @@ Task<Result<EntryOut>> Vfs::link(uint64_t ino, uint64_t new_parent, std::string 
   if (n->attr.kind != NodeKind::file) co_return Error(Errc::not_permitted, "hard links to directories are not allowed");
   HF_CO_TRY(co_await flush_ino_if_dirty(ino, cancel));
   n = table_.get(ino);
-  if (!n || n->content.source != Content::Source::xet) {
+  bool empty = n && n->content.source == Content::Source::empty;
+  if (!n || (n->content.source != Content::Source::xet && !empty)) {
     co_return Error(Errc::unsupported, "only committed files can be linked");
   }
   HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
   if (table_.lookup(new_parent, new_name).state == InodeTable::ChildState::found) co_return Error(Errc::exists, "target exists");
   LocalChange busy(table_, {new_parent});
-  xet::Hash h;
-  h.bytes = n->content.id;
+  xet::Hash h;  // all zeros for an empty file
+  if (!empty) h.bytes = n->content.id;
   stats_.batches.fetch_add(1, std::memory_order_relaxed);
   std::vector<CommitOp> ops(1);
   ops[0].path = full_path(new_parent, new_name);

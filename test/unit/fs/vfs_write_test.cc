@@ -238,6 +238,30 @@ TEST_CASE("a rename the local tree refuses commits nothing to the bucket (found 
   CHECK(b.remote.commit_calls.load() == commits);
 }
 
+TEST_CASE("empty files move with their directory and can be linked (found by the model check)") {
+  Bucket b;
+  // The Hub lists an empty bucket file without an xetHash.
+  RemoteEntry dir;
+  dir.name = "dir";
+  dir.is_dir = true;
+  RemoteEntry e;
+  e.name = "empty.txt";
+  e.size = 0;
+  b.remote.set_dir_entries("", {dir});
+  b.remote.set_dir_entries("dir", {e});
+  REQUIRE(b.io.run(b.vfs->rename(kRootIno, "dir", kRootIno, "moved", false, nullptr)).ok());
+  auto moved = b.remote.committed("moved/empty.txt");
+  REQUIRE(moved);
+  CHECK(moved->empty());
+  CHECK_FALSE(b.remote.committed("dir/empty.txt"));
+  uint64_t ino = b.ino(*b.vfs, "moved/empty.txt");
+  REQUIRE(ino);
+  REQUIRE(b.io.run(b.vfs->link(ino, kRootIno, "copy.txt", nullptr)).ok());
+  auto copy = b.remote.committed("copy.txt");
+  REQUIRE(copy);
+  CHECK(copy->empty());
+}
+
 TEST_CASE("a failing commit is retried; a persistent failure fails close and keeps the data") {
   Bucket b;
   auto data = random_bytes(100000, 6);
