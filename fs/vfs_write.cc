@@ -109,7 +109,10 @@ Result<std::shared_ptr<Vfs::WriteState>> Vfs::write_state_locked(uint64_t ino, c
   if (!staged.ok()) return std::move(staged).error();
   auto ws = std::make_shared<WriteState>();
   ws->staged = std::move(*staged);
-  ws->committed_gen = ws->staged->generation();
+  // O_TRUNC is a change even if nothing is written afterwards (the file becomes empty, its
+  // mtime moves): it must be committed, or the bucket keeps the old bytes and the node stays
+  // local (renames and unlinks would then skip it remotely).
+  ws->committed_gen = truncate ? UINT64_MAX : ws->staged->generation();
   ws->ever_committed = !table_.is_local(ino);  // it came from the bucket
   if (!truncate && base_size > 0) ws->base = reader_locked(n);
   writes_[ino] = ws;

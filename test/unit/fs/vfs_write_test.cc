@@ -262,6 +262,29 @@ TEST_CASE("empty files move with their directory and can be linked (found by the
   CHECK(copy->empty());
 }
 
+TEST_CASE("O_TRUNC without any write is committed (found by the model check)") {
+  Bucket b;
+  auto data = random_bytes(70000, 7);
+  REQUIRE(b.write_file("t.bin", data).ok());
+  REQUIRE(b.write_file("e.bin", {}).ok());
+  REQUIRE(b.vfs->mkdir(kRootIno, "d", 0755).ok());
+  for (auto* name : {"t.bin", "e.bin"}) {
+    INFO(name);
+    uint64_t ino = b.ino(*b.vfs, name);
+    auto o = b.vfs->open(ino, O_WRONLY | O_TRUNC);
+    REQUIRE(o.ok());
+    REQUIRE(b.io.run(b.vfs->flush(o->fh, nullptr)).ok());
+    b.vfs->release(o->fh);
+    auto got = b.remote.committed(name);
+    REQUIRE(got);
+    CHECK(got->empty());  // the bucket has the truncated (empty) file
+    // ...and the node is clean again: a rename moves it remotely.
+    REQUIRE(b.io.run(b.vfs->rename(kRootIno, name, b.ino(*b.vfs, "d"), name, false, nullptr)).ok());
+    CHECK_FALSE(b.remote.committed(name));
+    CHECK(b.remote.committed(std::string("d/") + name));
+  }
+}
+
 TEST_CASE("a failing commit is retried; a persistent failure fails close and keeps the data") {
   Bucket b;
   auto data = random_bytes(100000, 6);
