@@ -140,10 +140,11 @@ Task<Status> HubRemote::commit(std::vector<CommitOp> ops, CancelPtr) {
   batch.reserve(ops.size());
   if (log::level() >= log::Level::debug) {
     std::string lines;
-    for (size_t i = 0; i < ops.size() && i < 8; ++i) {
+    const size_t shown = log::level() >= log::Level::trace ? ops.size() : 8;
+    for (size_t i = 0; i < ops.size() && i < shown; ++i) {
       lines += fmt::format("{}{} {}", i ? ", " : "", ops[i].kind == CommitOp::Kind::add ? "add" : "del", ops[i].path);
     }
-    HF_LOG_DEBUG("remote", "batch of {} operation(s): {}{}", ops.size(), lines, ops.size() > 8 ? ", ..." : "");
+    HF_LOG_DEBUG("remote", "batch of {} operation(s): {}{}", ops.size(), lines, ops.size() > shown ? ", ..." : "");
   }
   for (auto& o : ops) {
     hub::BatchOp b;

@@ -390,7 +390,8 @@ TEST_CASE("POSIX model check: a bucket mount against a local directory", "[model
   REQUIRE(hub.server().add_bucket("alice/model").ok());
   std::string cache = tempdir("cache");
   std::string local_root = tempdir("model-local");
-  auto m = std::make_unique<Mount>(hub, "hf://buckets/alice/model", "", cache);
+  auto m = std::make_unique<Mount>(hub, "hf://buckets/alice/model", env_u64("HF_MODEL_TRACE", 0) ? "log_level=trace" : "",
+                                   cache);
   Side mnt{m->path(), {}}, loc{local_root, {}};
   std::mt19937_64 rng(seed);
   const std::vector<std::string> dirs{"", "d1", "d1/d2", "d3"};
@@ -543,7 +544,10 @@ TEST_CASE("POSIX model check: a bucket mount against a local directory", "[model
     CHECK(live == want);
   }
   // Persistence: a fresh mount shows the same files (empty directories are not kept: deviation 2).
-  if (trace) run("cp '" + m->log_file() + "' /tmp/hf-model-mount.log");
+  if (trace) {
+    run("cp '" + m->log_file() + "' /tmp/hf-model-mount.log");
+    run("curl -s '" + hub.url() + "/api/buckets/alice/model/tree?recursive=true&limit=100000' > /tmp/hf-model-remote.json");
+  }
   m.reset();
   Mount fresh(hub, "hf://buckets/alice/model", "", cache);
   auto again = snapshot(fresh.path(), true), files = snapshot(loc.root, true);
