@@ -461,6 +461,8 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
     std::vector<ChunkBytes> chunks;  // decoded, indexed from range->chunks.start
     Status status;
     bool from_cache = false;
+    std::optional<uint64_t> object_size;  // of the stored xorb, when the server said
+    std::vector<xet::HashSize> leaves;    // chunk hashes, once computed (whole-xorb check)
   };
   std::vector<FetchJob> jobs;
   std::vector<size_t> term_job(r.terms.size());
@@ -474,7 +476,7 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
     for (; j < jobs.size(); ++j) {
       if (jobs[j].range == found_r) break;
     }
-    if (j == jobs.size()) jobs.push_back(FetchJob{term.xorb, found_f, found_r, {}, {}, false});
+    if (j == jobs.size()) jobs.push_back(FetchJob{term.xorb, found_f, found_r, {}, {}, false, {}, {}});
     term_job[t] = j;
   }
 
@@ -515,7 +517,12 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
               jp->chunks[idx - base] = std::make_shared<const std::vector<uint8_t>>(raw.begin(), raw.end());
               return {};
             };
-            jp->status = co_await remote_.fetch_chunks(jp->fetch->url, *jp->range, std::move(sink), life_);
+            auto got = co_await remote_.fetch_chunks(jp->fetch->url, *jp->range, std::move(sink), life_);
+            if (got.ok()) {
+              jp->object_size = got->object_size;
+            } else {
+              jp->status = std::move(got).error();
+            }
           } catch (const std::exception& e) {  // detached: an escaping exception would hang the segment
             jp->status = Error(Errc::internal, fmt::format("xorb range fetch failed: {}", e.what()));
           }
@@ -536,6 +543,40 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
   for (auto& job : jobs) {
     if (!job.status.ok()) co_return job.status;
   }
+  // The protocol carries no per-chunk hashes, but a range that holds a whole xorb can be
+  // checked against the xorb's name (§3.4). A mismatch is refetched (the retry of this
+  // segment); the same wrong bytes twice mean the object is not laid out as covers_whole_xorb
+  // assumes (a legacy footer) or is stored that way: no refetch can do better, so it is served.
+  // Every job is checked before failing, so one retry settles all of them.
+  Status xorb_check;
+  for (auto& job : jobs) {
+    if (job.from_cache || !job.object_size || !xet::covers_whole_xorb(*job.range, *job.object_size)) continue;
+    job.leaves.reserve(job.chunks.size());
+    for (auto& c : job.chunks) job.leaves.push_back(xet::HashSize{xet::chunk_hash(*c), c->size()});
+    const xet::Hash got = xet::xorb_hash(job.leaves);
+    if (got == job.xorb) {
+      stats_.xorbs_verified.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    stats_.verify_failures.fetch_add(1, std::memory_order_relaxed);
+    bool repeated;
+    {
+      std::lock_guard lk(mu_);
+      auto [it, fresh] = xorb_mismatches_.try_emplace(job.xorb.bytes, got.bytes);
+      repeated = !fresh && it->second == got.bytes;
+      it->second = got.bytes;
+    }
+    if (!repeated) {
+      if (xorb_check.ok()) {
+        xorb_check = Error(Errc::corrupt, fmt::format("xorb {} downloaded with content that does not match its hash",
+                                                      job.xorb.hex().substr(0, 16)));
+      }
+      continue;
+    }
+    HF_LOG_WARN("read", "xorb {} came twice with the same bytes that do not hash to its name: serving them",
+                job.xorb.hex().substr(0, 16));
+  }
+  if (!xorb_check.ok()) co_return xorb_check;
 
   // Walk the terms in file order: check their lengths, then learn the layout and publish.
   std::vector<std::vector<ChunkBytes>> runs(r.terms.size());
@@ -563,8 +604,13 @@ Task<Status> FileReader::fetch_xet(std::shared_ptr<Segment> seg) {
   bool downloaded = std::any_of(jobs.begin(), jobs.end(), [](const FetchJob& j) { return !j.from_cache; });
   if (start == 0 && r.offset_into_first_range == 0 && end >= size_ && downloaded) {
     std::vector<xet::HashSize> leaves;
-    for (auto& run : runs) {
-      for (auto& c : run) leaves.push_back(xet::HashSize{xet::chunk_hash(*c), c->size()});
+    for (size_t t = 0; t < r.terms.size(); ++t) {
+      const FetchJob& job = jobs[term_job[t]];
+      const uint32_t base = job.range->chunks.start;
+      for (uint32_t k = r.terms[t].range.start; k < r.terms[t].range.end; ++k) {
+        const ChunkBytes& c = job.chunks[k - base];
+        leaves.push_back(job.leaves.empty() ? xet::HashSize{xet::chunk_hash(*c), c->size()} : job.leaves[k - base]);
+      }
     }
     if (xet::file_hash(leaves).bytes != content_.id) {
       stats_.verify_failures.fetch_add(1, std::memory_order_relaxed);

@@ -91,7 +91,8 @@ struct ReaderStats {
   std::atomic<uint64_t> bytes_fetched{0}, reconstructions{0};
   std::atomic<int64_t> segments_in_flight{0};
   std::atomic<uint64_t> ranges_from_cache{0};
-  std::atomic<uint64_t> verify_failures{0};  // whole-file fetches whose hash did not match
+  std::atomic<uint64_t> verify_failures{0};  // whole-file or whole-xorb fetches whose hash did not match
+  std::atomic<uint64_t> xorbs_verified{0};   // downloaded ranges that held a whole xorb and matched its hash
 };
 
 class FileReader : public std::enable_shared_from_this<FileReader> {
@@ -177,6 +178,7 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   std::vector<Key32> xorbs_;
   std::unordered_map<Key32, uint32_t, cache::Key32Hash> xorb_slots_;
   std::map<uint64_t, std::shared_ptr<Segment>> inflight_;  // by start offset
+  std::unordered_map<Key32, Key32, cache::Key32Hash> xorb_mismatches_;  // xorb -> hash of what came last
 };
 
 }  // namespace hf::fs

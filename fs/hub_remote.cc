@@ -116,7 +116,7 @@ Task<Result<xet::Reconstruction>> HubRemote::reconstruct(xet::Hash file, uint64_
   co_return note(co_await cas_.get_reconstruction(file, xet::ByteRangeIncl{start, end_incl}, cancel));
 }
 
-Task<Status> HubRemote::fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) {
+Task<Result<xet::RangeFetchReport>> HubRemote::fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) {
   HF_CO_TRY(gate());
   co_return note(co_await cas_.fetch_chunks(url, range, std::move(sink), cancel));
 }

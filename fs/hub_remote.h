@@ -35,7 +35,7 @@ class HubRemote : public Remote, public xet::UploadSink {
   Task<Result<std::vector<RemoteEntry>>> list_dir(std::string rev, std::string dir, CancelPtr cancel) override;
   Task<Result<xet::Reconstruction>> reconstruct(xet::Hash file, uint64_t start, uint64_t end_incl,
                                                 CancelPtr cancel) override;
-  Task<Status> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) override;
+  Task<Result<xet::RangeFetchReport>> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) override;
   Task<Status> download(std::string rev, std::string path, uint64_t offset, uint64_t length, ByteSink sink,
                         CancelPtr cancel) override;
 

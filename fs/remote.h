@@ -78,7 +78,8 @@ class Remote {
 
   // Fetch and decode one xorb range from a presigned URL; `sink` receives every chunk of
   // `range.chunks` in order. Errc::forbidden means the URL expired: re-query reconstruction.
-  virtual Task<Status> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) = 0;
+  // The report carries the stored object's size when the server stated it (whole-xorb checks).
+  virtual Task<Result<xet::RangeFetchReport>> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) = 0;
 
   // Bytes [offset, offset+length) of a non-Xet file at revision `rev`.
   virtual Task<Status> download(std::string rev, std::string path, uint64_t offset, uint64_t length, ByteSink sink,

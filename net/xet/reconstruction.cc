@@ -431,4 +431,11 @@ std::string to_json_batch_v1(const BatchReconstruction& b) {
   return w.take();
 }
 
+bool covers_whole_xorb(const FetchRange& r, uint64_t object_size) {
+  if (r.chunks.start != 0 || r.bytes.start != 0 || r.chunks.end <= r.chunks.start) return false;
+  const uint64_t n = r.chunks.end;
+  const uint64_t footer = 92 + 40 * n + 4;
+  return object_size >= footer && r.bytes.end + 1 == object_size - footer;
+}
+
 }  // namespace hf::xet

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,6 +52,20 @@ struct FetchRange {
   ByteRangeIncl bytes;  // byte offsets into the serialized xorb
   bool operator==(const FetchRange&) const = default;
 };
+
+// What a presigned range response says beyond its chunks.
+struct RangeFetchReport {
+  // Size of the whole stored xorb object, from `Content-Range: bytes S-E/TOTAL` (nullopt for
+  // "/*", a 200 answer, or no header).
+  std::optional<uint64_t> object_size;
+};
+
+// Does `r` hold every chunk of its xorb? The protocol never says how many chunks a xorb has,
+// but the stored object is the records followed by a V1 footer of 92 + 40n + 4 bytes (§4.5),
+// so a range of chunks [0, n) whose bytes end exactly that far before the object's end is the
+// whole xorb; its chunks can then be checked against the xorb hash (§3.4). A larger xorb
+// cannot match: each further chunk adds a record and 40 footer bytes.
+bool covers_whole_xorb(const FetchRange& r, uint64_t object_size);
 
 // One presigned URL and the ranges it authorizes (v2 entry; a v1 fetch_info entry becomes
 // one XorbFetch with one range). Parsing sorts `ranges` by chunks.start.

@@ -25,6 +25,20 @@ using net::awaitable;
 
 namespace {
 
+// TOTAL of `bytes S-E/TOTAL`; nullopt for "*" or anything malformed (then nothing is inferred).
+std::optional<uint64_t> content_range_total(std::string_view v) {
+  size_t slash = v.rfind('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  auto total = trim(v.substr(slash + 1));
+  uint64_t n = 0;
+  if (total.empty() || total.size() > 19) return std::nullopt;
+  for (char c : total) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return n;
+}
+
 int env_version(const char* name) {
   const char* v = std::getenv(name);
   if (!v) return 0;
@@ -202,7 +216,7 @@ awaitable<Result<Reconstruction>> CasClient::get_reconstruction(const Hash& file
 
 awaitable<Status> CasClient::fetch_once(const std::string& url, const FetchRange& r, uint64_t byte_offset, uint32_t,
                                         const ChunkFn& on_chunk, uint64_t* consumed, uint32_t* chunks_done, bool* transient,
-                                        CancelPtr cancel) {
+                                        RangeFetchReport* report, CancelPtr cancel) {
   *transient = false;
   RangeProgress p{*consumed, *chunks_done};
   RangeDecoder dec(r, p, on_chunk);
@@ -239,6 +253,7 @@ awaitable<Status> CasClient::fetch_once(const std::string& url, const FetchRange
           [&, start](const http::MultipartByteranges::Part& part) -> Status {
             if (mp->parts_seen() > 1 || part.first != start)
               return make_error(Errc::protocol, "multipart answer does not match the requested range");
+            report->object_size = part.total;
             return {};
           },
           [&](std::span<const uint8_t> d) { return feed(d); });
@@ -248,6 +263,7 @@ awaitable<Status> CasClient::fetch_once(const std::string& url, const FetchRange
       std::string expect = fmt::format("bytes {}-", start);
       if (trim(*cr).substr(0, expect.size()) != expect)
         return make_error(Errc::protocol, fmt::format("presigned URL answered {} for bytes {}-{}", trim(*cr), start, r.bytes.end));
+      report->object_size = content_range_total(*cr);
     } else if (status == 200 && head.content_length && *head.content_length > want) {
       skip = start;  // the whole object: Range was ignored
     }
@@ -286,16 +302,19 @@ awaitable<Status> CasClient::fetch_once(const std::string& url, const FetchRange
   co_return Status();
 }
 
-awaitable<Status> CasClient::fetch_chunks(const std::string& url, const FetchRange& r, ChunkFn on_chunk, CancelPtr cancel) {
+awaitable<Result<RangeFetchReport>> CasClient::fetch_chunks(const std::string& url, const FetchRange& r,
+                                                            ChunkFn on_chunk, CancelPtr cancel) {
   if (r.chunks.end <= r.chunks.start || r.bytes.end < r.bytes.start)
     co_return make_error(Errc::invalid_argument, "empty or inverted fetch range");
   uint64_t consumed = 0;
   uint32_t done = 0;
+  RangeFetchReport report;
   for (int attempt = 0;; ++attempt) {
     bool transient = false;
-    auto st = co_await fetch_once(url, r, consumed, r.chunks.start + done, on_chunk, &consumed, &done, &transient, cancel);
-    if (st.ok()) co_return st;
-    if (!transient || attempt >= opts_.fetch_resumes || (cancel && cancel->cancelled())) co_return st;
+    auto st = co_await fetch_once(url, r, consumed, r.chunks.start + done, on_chunk, &consumed, &done, &transient,
+                                  &report, cancel);
+    if (st.ok()) co_return report;
+    if (!transient || attempt >= opts_.fetch_resumes || (cancel && cancel->cancelled())) co_return std::move(st).error();
     HF_LOG_DEBUG("cas", "xorb range fetch failed after {} chunks ({}); resuming", done, st.error().message);
     co_await sleep_ms(http::backoff_delay(opts_.retry, attempt + 1));
   }
@@ -308,6 +327,7 @@ awaitable<Status> CasClient::fetch_multi(const XorbFetch& f, ChunkFn on_chunk, C
       co_return make_error(Errc::invalid_argument, "empty or inverted fetch range");
   }
   std::vector<RangeProgress> prog(f.ranges.size());
+  RangeFetchReport report;  // fetch_multi's callers only need the chunks
   if (opts_.multirange && f.ranges.size() > 1) {
     std::string spec = "bytes=";
     for (size_t i = 0; i < f.ranges.size(); ++i) {
@@ -379,7 +399,7 @@ awaitable<Status> CasClient::fetch_multi(const XorbFetch& f, ChunkFn on_chunk, C
     for (int attempt = 0;; ++attempt) {
       bool transient = false;
       auto st = co_await fetch_once(f.url, r, prog[i].consumed, r.chunks.start + prog[i].done, on_chunk, &prog[i].consumed,
-                                    &prog[i].done, &transient, cancel);
+                                    &prog[i].done, &transient, &report, cancel);
       if (st.ok()) break;
       if (!transient || attempt >= opts_.fetch_resumes || (cancel && cancel->cancelled())) co_return st;
       co_await sleep_ms(http::backoff_delay(opts_.retry, attempt + 1));

@@ -67,9 +67,10 @@ class CasClient {
   // GETs one FetchRange of a presigned URL (no Authorization) and decodes the chunk records
   // while streaming (memory: one record). Calls on_chunk(index, raw) in order for every chunk of
   // r.chunks; the body must hold exactly that many records and end at a record boundary.
-  // 403 -> Errc::forbidden ("presigned URL expired or out of range").
-  boost::asio::awaitable<Status> fetch_chunks(const std::string& url, const FetchRange& r, ChunkFn on_chunk,
-                                              CancelPtr cancel = {});
+  // 403 -> Errc::forbidden ("presigned URL expired or out of range"). On success, reports the
+  // stored object's size when the server stated it (see covers_whole_xorb).
+  boost::asio::awaitable<Result<RangeFetchReport>> fetch_chunks(const std::string& url, const FetchRange& r,
+                                                                ChunkFn on_chunk, CancelPtr cancel = {});
   // All ranges of one XorbFetch: one multi-range request when multirange is enabled (parts
   // decoded as they stream, in ascending order), else one request per range in order.
   boost::asio::awaitable<Status> fetch_multi(const XorbFetch& f, ChunkFn on_chunk, CancelPtr cancel = {});
@@ -92,7 +93,8 @@ class CasClient {
   boost::asio::awaitable<Result<http::Response>> cas_call(http::Request req, const char* what);
   boost::asio::awaitable<Status> fetch_once(const std::string& url, const FetchRange& r, uint64_t byte_offset,
                                             uint32_t first_chunk, const ChunkFn& on_chunk, uint64_t* consumed,
-                                            uint32_t* chunks_done, bool* transient, CancelPtr cancel);
+                                            uint32_t* chunks_done, bool* transient, RangeFetchReport* report,
+                                            CancelPtr cancel);
   boost::asio::awaitable<Status> shard_v2(std::shared_ptr<const std::string> shard, bool* fallback, bool* retryable);
 
   http::Client& http_;

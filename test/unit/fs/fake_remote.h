@@ -49,6 +49,9 @@ class FakeRemote : public Remote, public xet::UploadSink {
   std::atomic<int> corrupt_fetch{0};     // next N fetch_chunks() calls flip a byte of their first chunk
   std::atomic<int> corrupt_download{0};  // next N download() calls flip a byte in the middle
   std::atomic<int> missing_fetch{0};     // next N fetch_chunks() calls answer 404 (not_found)
+  std::atomic<bool> report_object_size{true};  // fetch_chunks() states the stored xorb size
+  std::atomic<int> corrupt_whole_fetch{0};     // next N fetches of a whole xorb flip a byte of its first chunk
+  std::atomic<bool> claim_ranges_whole{false};  // the stated size makes every [0, n) range look whole
   std::atomic<int> delay_ms{0};          // added before every answer
   std::atomic<int> fail_list{0};
   Errc fail_list_code = Errc::server_error;  // what an injected listing failure reports
@@ -224,7 +227,8 @@ class FakeRemote : public Remote, public xet::UploadSink {
     co_return r;
   }
 
-  Task<Status> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink, CancelPtr cancel) override {
+  Task<Result<xet::RangeFetchReport>> fetch_chunks(std::string url, xet::FetchRange range, ChunkSink sink,
+                                                   CancelPtr cancel) override {
     fetch_calls++;
     co_await delay();
     if (cancel && cancel->cancelled()) co_return Error(Errc::cancelled, "cancelled");
@@ -234,12 +238,18 @@ class FakeRemote : public Remote, public xet::UploadSink {
     bool truncate = take(truncate_fetch);
     bool corrupt = take(corrupt_fetch);
     std::vector<std::vector<uint8_t>> chunks;
+    xet::RangeFetchReport report;
     {
       std::lock_guard lk(mu_);
       auto it = xorbs_.find(url.substr(7));
       if (it == xorbs_.end()) co_return Error(Errc::entry_not_found, "unknown xorb");
       if (range.chunks.end > it->second.size()) co_return Error(Errc::protocol, "range beyond xorb");
       for (uint32_t i = range.chunks.start; i < range.chunks.end; ++i) chunks.push_back(it->second[i]);
+      // Like the CAS's Content-Range total: chunk records (1000 fake bytes each) + V1 footer.
+      const uint64_t n = it->second.size();
+      if (report_object_size) report.object_size = n * 1000 + 92 + 40 * n + 4;
+      if (claim_ranges_whole) report.object_size = range.bytes.end + 1 + 92 + 40 * uint64_t{range.chunks.end} + 4;
+      if (range.chunks.start == 0 && range.chunks.end == n && take(corrupt_whole_fetch)) corrupt = true;
     }
     if (corrupt && !chunks.empty() && !chunks[0].empty()) chunks[0][chunks[0].size() / 2] ^= 0x5a;
     uint32_t idx = range.chunks.start;
@@ -248,7 +258,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
       HF_CO_TRY(sink(idx++, c));
       if (truncate) co_return Error(Errc::protocol, "body ended inside a chunk record");
     }
-    co_return Status{};
+    co_return report;
   }
 
   // ---- write side

@@ -284,6 +284,43 @@ TEST_CASE("a whole-file fetch is checked against the Xet file hash: corrupted by
   CHECK(*good == data);
 }
 
+TEST_CASE("a downloaded range that holds a whole xorb is checked against the xorb hash and refetched") {
+  Fixture fx;
+  auto data = random_bytes(3 << 20, 41);  // many segments; xorbs of 4 chunks (~256 KiB) lie inside them
+  auto r = fx.xet_reader(data, 4);
+  fx.remote.corrupt_whole_fetch = 1;  // a flipped byte that decodes fine: only the xorb hash sees it
+  StreamState s;
+  Sha256 h;
+  for (uint64_t off = 0; off < data.size(); off += 128 << 10) {
+    auto part = fx.read(*r, off, 128 << 10, &s);
+    REQUIRE(part.ok());
+    h.update(part->data(), part->size());
+  }
+  CHECK(fx.remote.corrupt_whole_fetch.load() == 0);  // the fault fired
+  CHECK(h.finish() == sha256(data.data(), data.size()));
+  CHECK(fx.stats.verify_failures.load() == 1);
+  CHECK(fx.stats.segment_retries.load() >= 1);
+  CHECK(fx.stats.xorbs_verified.load() >= 3);
+}
+
+TEST_CASE("a range that only looks like a whole xorb is served after one consistent refetch") {
+  // The stated object size makes every [0, n) range look whole (what a legacy footer could do):
+  // the hash cannot match, the refetch brings the same bytes, and they are served.
+  Fixture fx;
+  auto data = random_bytes(2 << 20, 42);
+  auto r = fx.xet_reader(data, 8);
+  fx.remote.claim_ranges_whole = true;
+  auto head = fx.read(*r, 0, 4096);  // the first segment ends inside the first xorb: chunks [0, k)
+  REQUIRE(head.ok());
+  CHECK(std::memcmp(head->data(), data.data(), 4096) == 0);
+  CHECK(fx.stats.verify_failures.load() == 2);  // both fetches of that range
+  CHECK(fx.stats.segment_retries.load() == 1);
+  auto all = fx.read(*r, 0, data.size());
+  REQUIRE(all.ok());
+  CHECK(*all == data);
+  CHECK(fx.stats.segment_failures.load() == 0);
+}
+
 TEST_CASE("a whole plain file is checked against its git blob id") {
   Fixture fx;
   auto data = random_bytes(100000, 32);

@@ -216,7 +216,9 @@ TEST_CASE("fetch_chunks: decodes records while streaming, no Authorization on pr
   CasClient cas(http, static_token(srv.url("/cas")), cas_opts());
 
   Collect c;
-  REQUIRE(run_coro(io.io, cas.fetch_chunks(srv.url("/xorb?X-Xet-Signed-Range=bytes%3D0-200015"), FetchRange{{0, 2}, {0, 200015}}, c.fn())).ok());
+  auto report = run_coro(io.io, cas.fetch_chunks(srv.url("/xorb?X-Xet-Signed-Range=bytes%3D0-200015"), FetchRange{{0, 2}, {0, 200015}}, c.fn()));
+  REQUIRE(report.ok());
+  CHECK(report->object_size == std::optional<uint64_t>(xorb.size()));  // Content-Range: bytes 0-200015/TOTAL
   REQUIRE(c.chunks.size() == 2);
   CHECK(c.chunks[0].first == 0);
   CHECK(c.chunks[1].first == 1);
@@ -236,7 +238,9 @@ TEST_CASE("fetch_chunks: decodes records while streaming, no Authorization on pr
   CHECK(l.chunks[0].second == std::string(100, 'a'));
 
   Collect w;
-  REQUIRE(run_coro(io.io, cas.fetch_chunks(srv.url("/whole"), FetchRange{{1, 2}, {131080, 200015}}, w.fn())).ok());
+  auto whole = run_coro(io.io, cas.fetch_chunks(srv.url("/whole"), FetchRange{{1, 2}, {131080, 200015}}, w.fn()));
+  REQUIRE(whole.ok());
+  CHECK_FALSE(whole->object_size.has_value());  // a 200 answer states no object size
   REQUIRE(w.chunks.size() == 1);
   CHECK(w.chunks[0].second == file.substr(131072));
 

@@ -35,7 +35,9 @@ std::string random_bytes(size_t n, uint64_t seed) {
 }
 
 // Reads [start, end] of a xet file through reconstruction + presigned fetches.
-boost::asio::awaitable<Result<std::string>> read_xet(xet::CasClient& cas, xet::Hash file, std::optional<xet::ByteRangeIncl> range) {
+// `whole_xorbs` (optional) counts fetched ranges that hold a whole xorb whose chunks hash to its name.
+boost::asio::awaitable<Result<std::string>> read_xet(xet::CasClient& cas, xet::Hash file, std::optional<xet::ByteRangeIncl> range,
+                                                    int* whole_xorbs = nullptr) {
   auto rec = co_await cas.get_reconstruction(file, range);
   if (!rec) co_return std::move(rec).error();
   std::map<std::pair<std::string, uint32_t>, std::string> chunks;
@@ -44,11 +46,17 @@ boost::asio::awaitable<Result<std::string>> read_xet(xet::CasClient& cas, xet::H
     if (!loc.range) co_return make_error(Errc::protocol, "term without fetch range");
     std::string xh = t.xorb.hex();
     if (chunks.count({xh, t.range.start})) continue;
+    std::vector<xet::HashSize> leaves;
     auto st = co_await cas.fetch_chunks(loc.fetch->url, *loc.range, [&](uint32_t i, std::span<const uint8_t> raw) {
       chunks[{xh, i}] = std::string(reinterpret_cast<const char*>(raw.data()), raw.size());
+      leaves.push_back(xet::HashSize{xet::chunk_hash(raw), raw.size()});
       return Status();
     });
     if (!st) co_return std::move(st).error();
+    if (whole_xorbs && st->object_size && xet::covers_whole_xorb(*loc.range, *st->object_size)) {
+      if (!(xet::xorb_hash(leaves) == t.xorb)) co_return make_error(Errc::corrupt, "whole xorb does not match its hash");
+      ++*whole_xorbs;
+    }
   }
   std::string out;
   for (const auto& t : rec->terms) {
@@ -70,6 +78,8 @@ TEST_CASE("E2E: repo files read through HubClient + CasClient match the seeded b
   REQUIRE(sim.add_repo(hubsim::RepoType::model, "acme/tiny",
                        {{"config.json", config, ""}, {"data/big.bin", big, ""}, {"data/medium.csv", medium, ""}})
               .ok());
+  const std::string solo = random_bytes(1u << 20, 8);  // alone in its xorb
+  REQUIRE(sim.add_repo(hubsim::RepoType::model, "acme/solo", {{"solo.bin", solo, ""}}).ok());
   REQUIRE(sim.start().ok());
 
   IoThreads io;
@@ -108,9 +118,11 @@ TEST_CASE("E2E: repo files read through HubClient + CasClient match the seeded b
   auto tokens = std::make_shared<xet::HubTokenSource>(hubc, repo, info->sha, false);
   xet::CasClient cas(http, tokens);
   auto fh = *xet::Hash::from_hex(be.xet_hash);
-  auto whole = run_coro(io.io, read_xet(cas, fh, std::nullopt));
+  int whole_xorbs = 0;
+  auto whole = run_coro(io.io, read_xet(cas, fh, std::nullopt, &whole_xorbs));
   REQUIRE(whole.ok());
   CHECK(sha256_hex(*whole) == sha256_hex(big));
+  CHECK(whole_xorbs == 0);  // big.bin shares its xorb with medium.csv: a prefix, not the whole xorb
   auto part = run_coro(io.io, read_xet(cas, fh, xet::ByteRangeIncl{1000000, 1500000}));
   REQUIRE(part.ok());
   CHECK(sha256_hex(*part) == sha256_hex(big.substr(1000000, 500001)));
@@ -124,6 +136,23 @@ TEST_CASE("E2E: repo files read through HubClient + CasClient match the seeded b
     auto m = run_coro(io.io, read_xet(cas, *xet::Hash::from_hex(me.xet_hash), std::nullopt));
     REQUIRE(m.ok());
     CHECK(*m == medium);
+  }
+  {
+    // A file alone in its xorb: the emulator's Content-Range total (records + V1 footer, §4.5)
+    // shows the whole xorb, whose chunks then hash to its name.
+    hub::RepoRef solo_repo{hub::RepoType::model, "acme/solo"};
+    std::string solo_hash;
+    REQUIRE(run_coro(io.io, hubc.list_tree(solo_repo, "main", "", true, [&](std::vector<hub::TreeEntry>&& p) {
+              for (auto& e : p) solo_hash = e.xet_hash;
+              return Status();
+            })).ok());
+    REQUIRE(!solo_hash.empty());
+    xet::CasClient solo_cas(http, std::make_shared<xet::HubTokenSource>(hubc, solo_repo, "main", false));
+    int whole = 0;
+    auto got_solo = run_coro(io.io, read_xet(solo_cas, *xet::Hash::from_hex(solo_hash), std::nullopt, &whole));
+    REQUIRE(got_solo.ok());
+    CHECK(sha256_hex(*got_solo) == sha256_hex(solo));
+    CHECK(whole == 1);
   }
 
   std::string got;

@@ -214,3 +214,14 @@ TEST_CASE("reconstruction JSON bad input") {
   REQUIRE(!uncovered.ok());
   CHECK(uncovered.error().message.find("no xorb fetch entry") != std::string::npos);
 }
+
+TEST_CASE("covers_whole_xorb: the §11.4 2-chunk xorb stored with its 176-byte V1 footer (§4.5)") {
+  const uint64_t records = 200016, stored = records + 176;
+  CHECK(covers_whole_xorb(FetchRange{{0, 2}, {0, records - 1}}, stored));
+  // A prefix, a suffix or the records without a footer are not the whole xorb.
+  CHECK_FALSE(covers_whole_xorb(FetchRange{{0, 1}, {0, 131079}}, stored));
+  CHECK_FALSE(covers_whole_xorb(FetchRange{{1, 2}, {131080, records - 1}}, stored));
+  CHECK_FALSE(covers_whole_xorb(FetchRange{{0, 2}, {0, records - 1}}, records));
+  // Sizes smaller than a footer are no match (no underflow).
+  CHECK_FALSE(covers_whole_xorb(FetchRange{{0, 2}, {0, 10}}, 50));
+}
