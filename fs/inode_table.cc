@@ -95,6 +95,27 @@ InodeTable::ChildLookup InodeTable::lookup(uint64_t parent, std::string_view nam
   return r;
 }
 
+InodeTable::ChildLookup InodeTable::lookup_counted(uint64_t parent, std::string_view name) {
+  std::unique_lock lk(mu_);
+  ChildLookup r;
+  auto it = nodes_.find(parent);
+  if (it == nodes_.end() || it->second->kind != NodeKind::dir) {
+    r.state = ChildState::absent;
+    return r;
+  }
+  const Node& dir = *it->second;
+  auto c = dir.children.find(name);
+  if (c == dir.children.end()) {
+    r.state = dir.listed ? ChildState::absent : ChildState::unknown;
+    return r;
+  }
+  Node& child = *nodes_.at(c->second);
+  child.nlookup += 1;
+  r.state = ChildState::found;
+  r.info = info_of(child);
+  return r;
+}
+
 bool InodeTable::is_dir(uint64_t ino) const {
   std::shared_lock lk(mu_);
   auto it = nodes_.find(ino);
@@ -272,14 +293,6 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   }
   dir.snap.reset();
   return diff;
-}
-
-std::optional<Attr> InodeTable::add_lookup_attr(uint64_t ino) {
-  std::unique_lock lk(mu_);
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return std::nullopt;
-  it->second->nlookup += 1;
-  return attr_of(*it->second);
 }
 
 bool InodeTable::add_lookup(uint64_t ino, uint64_t n) {

@@ -79,6 +79,11 @@ class InodeTable {
     NodeInfo info;                           // valid when found
   };
   ChildLookup lookup(uint64_t parent, std::string_view name) const;
+  // lookup() that also counts one kernel reference to the child it finds, under one lock: the
+  // (name -> inode) pair handed to the kernel is current at that instant. A separate lookup and
+  // add_lookup could hand out a node renamed, replaced or removed in between, and the kernel
+  // would then resolve the name to the wrong file (or to an orphan) for entry_timeout.
+  ChildLookup lookup_counted(uint64_t parent, std::string_view name);
 
   bool is_dir(uint64_t ino) const;
   bool is_listed(uint64_t dir) const;
@@ -100,9 +105,6 @@ class InodeTable {
   // False (and nothing counted) if the inode no longer exists: the caller must then not hand
   // it to the kernel.
   bool add_lookup(uint64_t ino, uint64_t n = 1);
-  // add_lookup(ino, 1) returning the node's current attributes (readdirplus: an open directory
-  // handle lists names from its snapshot, but must not hand the kernel outdated sizes).
-  std::optional<Attr> add_lookup_attr(uint64_t ino);
   void forget(uint64_t ino, uint64_t n);
 
   // Snapshot of a listed directory (nullptr if not a listed directory).

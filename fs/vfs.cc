@@ -96,13 +96,9 @@ EntryOut Vfs::entry_for(const Attr& a) const {
 std::optional<Result<EntryOut>> Vfs::lookup_fast(uint64_t parent, std::string_view name) {
   stats_.lookups.fetch_add(1, std::memory_order_relaxed);
   if (name.size() > 255) return Result<EntryOut>(Error(Errc::name_too_long, "name longer than 255 bytes"));
-  auto r = table_.lookup(parent, name);
-  // The node may be freed between the lookup and the count (a relisting dropped it): look again
-  // rather than hand the kernel an uncounted reference.
-  for (int tries = 0; r.state == InodeTable::ChildState::found && !table_.add_lookup(r.info.attr.ino) && tries < 8;
-       ++tries) {
-    r = table_.lookup(parent, name);
-  }
+  // Found and counted under one lock: the kernel never gets an uncounted reference, nor a node
+  // that was renamed or replaced between the lookup and the count.
+  auto r = table_.lookup_counted(parent, name);
   switch (r.state) {
     case InodeTable::ChildState::found:
       return Result<EntryOut>(entry_for(r.info.attr));
@@ -130,6 +126,12 @@ Task<Result<EntryOut>> Vfs::lookup(uint64_t parent, std::string name, CancelPtr 
 }
 
 void Vfs::forget(uint64_t ino, uint64_t nlookup) { table_.forget(ino, nlookup); }
+
+std::optional<Attr> Vfs::add_lookup_child(uint64_t dir, std::string_view name) {
+  auto r = table_.lookup_counted(dir, name);
+  if (r.state != InodeTable::ChildState::found) return std::nullopt;
+  return r.info.attr;
+}
 
 Result<Attr> Vfs::getattr(uint64_t ino) {
   auto n = table_.get(ino);

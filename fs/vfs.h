@@ -145,8 +145,12 @@ class Vfs {
   // Counts one more kernel reference (readdirplus entries). False if the inode is gone: the
   // entry must then be sent without one (ino 0).
   bool add_lookup(uint64_t ino) { return table_.add_lookup(ino); }
-  // The same, returning the node's current attributes (nullopt: gone, nothing counted).
-  std::optional<Attr> add_lookup_attr(uint64_t ino) { return table_.add_lookup_attr(ino); }
+  // readdirplus: counts one kernel reference to the node `name` in `dir` names *now*, returning
+  // its current attributes (nullopt: no such entry any more, nothing counted). An open directory
+  // handle lists names from its snapshot, which may predate a rename, unlink or relisting: the
+  // snapshot's inode for a name may since live under another name (or be an orphan), and
+  // handing that pair to the kernel makes it open the wrong file by that name.
+  std::optional<Attr> add_lookup_child(uint64_t dir, std::string_view name);
   Result<Attr> getattr(uint64_t ino);
   Result<std::string> readlink(uint64_t ino);
   EntryOut entry_for(const Attr& a) const;

@@ -60,14 +60,18 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
     size_t n;
     if (plus) {
       struct fuse_entry_param p;
-      // Every entry with a nonzero ino hands the kernel a reference: count it first, and send
-      // the node's current attributes (the snapshot's may predate a remote change: the kernel
-      // would cache an old size). An entry whose node is gone since (removed and forgotten)
-      // goes out without one (ino 0: the kernel just lists the name), else its later forget
-      // would not match.
-      std::optional<Attr> cur = real ? c.vfs->add_lookup_attr(a.ino) : std::nullopt;
+      // Every entry with a nonzero ino hands the kernel a reference: count it first. The entry
+      // names the node that has this name *now*, with its current attributes: the snapshot may
+      // predate a rename, unlink or remote change (an old inode for the name makes the kernel
+      // open the wrong file by it; an old size is cached). A name gone since, or now of another
+      // kind, goes out without a reference (ino 0: the kernel just lists the name).
+      std::optional<Attr> cur = real ? c.vfs->add_lookup_child(snap->dir_ino, name) : std::nullopt;
       bool counted = cur.has_value();
-      if (counted && cur->kind == a.kind) a = *cur;
+      if (counted && cur->kind != a.kind) {
+        c.vfs->forget(cur->ino, 1);
+        counted = false;
+      }
+      if (counted) a = *cur;
       EntryOut eo = c.vfs->entry_for(a);
       fill_entry(eo, &p);
       if (!counted) p.ino = 0;  // (also "." and "..": the kernel does not instantiate them)

@@ -1,6 +1,7 @@
 // Read-write bucket mounts, for real (issue 7): write patterns, tools, durability, namespace.
 #include <catch2/catch.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -263,6 +264,34 @@ TEST_CASE("remote changes appear; a locally dirty file is not overwritten", "[bu
   CHECK(slurp(m / "shared.txt") == "local edit\n");  // local changes win while dirty
   REQUIRE(::close(fd) == 0);                          // ...and on commit (last writer wins)
   CHECK(remote_sha(hub, "alice/live", "shared.txt") == sha256_of("local edit\n"));
+}
+
+// Found by the soak: `ls -lR` opened a directory, a writer renamed f over g, then ls read the
+// entries of its handle's (older) snapshot. readdirplus handed the kernel "f" -> the moved node
+// and "g" -> the replaced one; the next open(f, O_TRUNC) then wrote into the file now named g
+// (or into the replaced orphan: an acknowledged write lost), and g read back the old bytes.
+TEST_CASE("entries read from a directory handle opened before a rename name the current files", "[bucket]") {
+  Hub hub;
+  REQUIRE(hub.server().add_bucket("alice/alias").ok());
+  Mount m(hub, "hf://buckets/alice/alias");
+  REQUIRE(::mkdir((m / "d").c_str(), 0755) == 0);
+  spit(m / "d/f", "new bytes\n");
+  spit(m / "d/g", "old bytes, longer\n");
+  DIR* dir = ::opendir((m / "d").c_str());  // the handle's snapshot: f, g
+  REQUIRE(dir);
+  REQUIRE(::rename((m / "d/f").c_str(), (m / "d/g").c_str()) == 0);
+  std::vector<std::string> names;
+  while (auto* e = ::readdir(dir)) names.emplace_back(e->d_name);
+  ::closedir(dir);
+  CHECK(::access((m / "d/f").c_str(), F_OK) != 0);
+  CHECK(slurp(m / "d/g") == "new bytes\n");
+  // Writing "f" again makes a new file; g keeps its bytes; f can be renamed.
+  spit(m / "d/f", "third\n");
+  CHECK(slurp(m / "d/f") == "third\n");
+  CHECK(slurp(m / "d/g") == "new bytes\n");
+  CHECK(::rename((m / "d/f").c_str(), (m / "d/h").c_str()) == 0);
+  CHECK(remote_sha(hub, "alice/alias", "d/g") == sha256_of("new bytes\n"));
+  CHECK(remote_sha(hub, "alice/alias", "d/h") == sha256_of("third\n"));
 }
 
 TEST_CASE("two writers in one mount, and a randomized model check of 20k operations", "[bucket]") {

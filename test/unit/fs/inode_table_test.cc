@@ -218,6 +218,33 @@ TEST_CASE("references to freed inodes are refused; a count mismatch never aborts
   t.forget(a, 1);
 }
 
+// Found by the soak: readdirplus counted the inode a directory handle's snapshot held for a
+// name, although a rename had since moved that node to another name (and orphaned the target).
+TEST_CASE("lookup_counted counts the node a name has now, under one lock") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("f", 1, 1), file("g", 2, 2)});
+  uint64_t f = t.lookup(kRootIno, "f").info.attr.ino, g = t.lookup(kRootIno, "g").info.attr.ino;
+  REQUIRE(t.add_lookup(f));
+  REQUIRE(t.add_lookup(g));
+  auto snap = t.snapshot(kRootIno);  // what an open directory handle lists from
+  REQUIRE(t.rename(kRootIno, "f", kRootIno, "g", false).ok());
+  REQUIRE(snap->entries.size() == 2);
+  // The snapshot's "f" is gone, its "g" is now the moved node (the old g is an orphan).
+  CHECK(t.lookup_counted(kRootIno, snap->entries[0].name).state == InodeTable::ChildState::absent);
+  auto now_g = t.lookup_counted(kRootIno, snap->entries[1].name);
+  REQUIRE(now_g.state == InodeTable::ChildState::found);
+  CHECK(now_g.info.attr.ino == f);
+  CHECK(now_g.info.attr.size == 1);
+  t.forget(f, 2);  // both references were counted
+  CHECK(t.get(f));
+  t.forget(g, 1);  // the orphan goes with its last reference
+  CHECK_FALSE(t.get(g));
+  // An unlisted directory: unknown, nothing counted.
+  REQUIRE(t.create(kRootIno, "d", InodeTable::NewNode{NodeKind::dir}, false).ok());
+  uint64_t d = t.lookup(kRootIno, "d").info.attr.ino;
+  CHECK(t.lookup_counted(d, "x").state == InodeTable::ChildState::absent);  // a new directory is listed (empty)
+}
+
 TEST_CASE("listings wait while a local change of the directory is in progress") {
   InodeTable t(InodeTableOptions{});
   t.apply_listing(kRootIno, {file("f", 1, 1), file("renamed", 2, 2)});
