@@ -17,6 +17,9 @@ namespace hf::hubsim {
 
 namespace fs = std::filesystem;
 
+// Xorbs listed per global-dedup answer (and remembered per indexed chunk).
+constexpr size_t kMaxDedupXorbs = 32;
+
 void FileRec::finalize_offsets() {
   term_end.clear();
   term_end.reserve(terms.size());
@@ -253,14 +256,21 @@ Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bo
   {
     std::unique_lock lk(mu_);
     for (auto& f : new_files) {
-      // Global dedup index (spec §5.8): each file's first chunk, pointing at this shard's
-      // CAS section plus the xorb holding that chunk.
+      // Global dedup index (spec §5.8): each file's first chunk, pointing at the xorb holding
+      // that chunk, this shard's CAS section, then what the chunk pointed at before (a file
+      // deduplicated against an earlier one keeps the earlier xorbs reachable), bounded.
       if (!f->terms.empty()) {
         const auto& t0 = f->terms.front();
         const XorbPtr& rec = refs[t0.xorb_hash];
-        std::vector<xet::Hash> xs = cas_xorbs;
-        if (std::find(xs.begin(), xs.end(), t0.xorb_hash) == xs.end()) xs.insert(xs.begin(), t0.xorb_hash);
-        dedup_[rec->chunk_hashes[t0.chunk_start]] = std::make_shared<const std::vector<xet::Hash>>(std::move(xs));
+        const xet::Hash& first = rec->chunk_hashes[t0.chunk_start];
+        std::vector<xet::Hash> xs{t0.xorb_hash};
+        auto add = [&xs](const xet::Hash& h) {
+          if (xs.size() < kMaxDedupXorbs && std::find(xs.begin(), xs.end(), h) == xs.end()) xs.push_back(h);
+        };
+        for (const auto& h : cas_xorbs) add(h);
+        if (auto old = dedup_.find(first); old != dedup_.end())
+          for (const auto& h : *old->second) add(h);
+        dedup_[first] = std::make_shared<const std::vector<xet::Hash>>(std::move(xs));
       }
       if (files_.emplace(f->hash, f).second) result.inserted = true;
     }
@@ -268,7 +278,8 @@ Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bo
       auto xs = std::make_shared<const std::vector<xet::Hash>>(cas_xorbs);
       for (const auto& x : shard.xorbs)
         for (const auto& c : x.chunks)
-          if (xet::is_global_dedup_eligible(c.chunk_hash)) dedup_.emplace(c.chunk_hash, xs);
+          if (xet::is_global_dedup_eligible(c.chunk_hash) || (c.flags & xet::kChunkFlagGlobalDedup))
+            dedup_.emplace(c.chunk_hash, xs);
     }
   }
   if (persist && !dir_.empty() && result.inserted) {
@@ -307,7 +318,7 @@ std::optional<std::string> CasStore::dedup_shard(const xet::Hash& chunk) const {
     auto it = dedup_.find(chunk);
     if (it == dedup_.end()) return std::nullopt;
     for (const auto& h : *it->second) {
-      if (xorbs.size() >= 32) break;  // bound the response
+      if (xorbs.size() >= kMaxDedupXorbs) break;  // bound the response
       auto x = xorbs_.find(h);
       if (x != xorbs_.end()) xorbs.push_back(x->second);
     }

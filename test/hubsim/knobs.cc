@@ -257,6 +257,12 @@ uint64_t Stats::bytes(std::string_view route) const {
   return it == routes_.end() ? 0 : it->second.bytes_out;
 }
 
+uint64_t Stats::bytes_in(std::string_view route) const {
+  std::lock_guard lk(mu_);
+  auto it = routes_.find(route);
+  return it == routes_.end() ? 0 : it->second.bytes_in;
+}
+
 uint64_t Stats::status_count(int status) const {
   std::lock_guard lk(mu_);
   auto it = statuses_.find(status);

@@ -41,7 +41,8 @@ Result<Knobs> parse_knobs_json(std::string_view json, const Knobs& base);
 std::string knobs_to_json(const Knobs& k);
 
 // One fault-injection rule. Routes: xorb (presigned range GET), reconstruction, tree, resolve
-// (resolve + bridges + resolve-cache), token, batch, shard, xorb_upload, any.
+// (resolve + bridges + resolve-cache), token, batch, shard, xorb_upload, dedup (global-dedup
+// queries, GET /v1/chunks/...), paths_info, repo_info, bucket, other, any.
 struct FaultRule {
   std::string route = "any";
   FaultKind kind = FaultKind::status500;
@@ -95,7 +96,8 @@ class Stats {
   void connection_closed() { active_.fetch_sub(1); }
   int64_t active_connections() const { return active_.load(); }
   uint64_t requests(std::string_view route) const;
-  uint64_t bytes(std::string_view route) const;
+  uint64_t bytes(std::string_view route) const;     // response bytes sent
+  uint64_t bytes_in(std::string_view route) const;  // request body bytes received
   uint64_t status_count(int status) const;
   uint64_t faults_injected() const;
   std::string to_json() const;

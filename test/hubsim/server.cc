@@ -88,6 +88,7 @@ void Server::set_faults(std::vector<FaultRule> rules) { core_->faults().set(std:
 void Server::clear_faults() { core_->faults().clear(); }
 std::string Server::stats_json() const { return core_->stats().to_json(); }
 uint64_t Server::requests(std::string_view route) const { return core_->stats().requests(route); }
+uint64_t Server::bytes_in(std::string_view route) const { return core_->stats().bytes_in(route); }
 uint64_t Server::status_count(int status) const { return core_->stats().status_count(status); }
 uint64_t Server::faults_injected() const { return core_->stats().faults_injected(); }
 void Server::reset_stats() { core_->stats().reset(); }

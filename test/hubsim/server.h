@@ -136,6 +136,7 @@ class Server {
   void clear_faults();
   std::string stats_json() const;
   uint64_t requests(std::string_view route) const;
+  uint64_t bytes_in(std::string_view route) const;  // request body bytes received on a route
   uint64_t status_count(int status) const;
   uint64_t faults_injected() const;
   void reset_stats();
