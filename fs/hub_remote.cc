@@ -180,4 +180,11 @@ Task<Status> HubRemote::put_shard(std::shared_ptr<const std::string> shard) {
   co_return note(co_await cas_.upload_shard(std::move(shard)));
 }
 
+Task<std::optional<xet::Shard>> HubRemote::query_dedup(xet::Hash chunk) {
+  if (!gate().ok()) co_return std::nullopt;
+  auto r = co_await cas_.query_dedup(chunk);
+  if (!r) co_return std::nullopt;
+  co_return std::move(*r);
+}
+
 }  // namespace hf::fs

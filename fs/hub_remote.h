@@ -43,6 +43,8 @@ class HubRemote : public Remote, public xet::UploadSink {
   Task<Status> commit(std::vector<CommitOp> ops, CancelPtr cancel) override;
   Task<Status> put_xorb(xet::Hash hash, std::shared_ptr<const std::string> serialized) override;
   Task<Status> put_shard(std::shared_ptr<const std::string> shard) override;
+  // Never fails and never changes the offline state: a dedup miss only costs bytes.
+  Task<std::optional<xet::Shard>> query_dedup(xet::Hash chunk) override;
 
   // Joins the mount-relative path to the repository path ("" stays the subfolder itself).
   std::string repo_path(const std::string& rel) const;

@@ -6,6 +6,7 @@
 #include <utility>  // before Asio (asio#944)
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "net/xet/client/cas_client.h"
@@ -24,6 +25,11 @@ class CasUploadSink final : public UploadSink {
   }
   Task<Status> put_shard(std::shared_ptr<const std::string> shard) override {
     co_return co_await cas_.upload_shard(std::move(shard));
+  }
+  Task<std::optional<Shard>> query_dedup(Hash chunk) override {
+    auto r = co_await cas_.query_dedup(chunk);
+    if (!r) co_return std::nullopt;  // only cancellation is an error, and none is passed here
+    co_return std::move(*r);
   }
 
  private:

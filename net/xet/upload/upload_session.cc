@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/sha256.h"
 #include "net/xet/chunker.h"
@@ -17,7 +18,7 @@ constexpr size_t kSchemeRetest = 32;  // chunks per compressibility test (XC's r
 }
 
 UploadSession::UploadSession(UploadSink& sink, net::any_io_executor io, net::any_io_executor cpu, UploadOptions opts)
-    : sink_(sink), io_(std::move(io)), cpu_(std::move(cpu)), opts_(opts) {}
+    : sink_(sink), io_(std::move(io)), cpu_(std::move(cpu)), opts_(opts), dedup_(opts.dedup_cache) {}
 
 UploadSession::~UploadSession() = default;
 
@@ -85,19 +86,36 @@ Status UploadSession::seal_open_xorb() {
   return {};
 }
 
-Status UploadSession::place(std::span<const uint8_t> data, const Hash& h, uint64_t offset, const KnownAt& known,
-                            PendingFile& file, FileUploadResult& res) {
-  uint32_t len = static_cast<uint32_t>(data.size());
-  if (known) {
-    if (auto loc = known(offset, len)) {
-      file.chunks.push_back(PlacedChunk{h, len, -1, loc->index, loc->xorb});
-      res.dedup_bytes += len;
-      return {};
-    }
+int64_t UploadSession::now_unix() const { return opts_.now_unix ? opts_.now_unix() : now_unix_s(); }
+
+void UploadSession::count_term(FileCtx& f) {
+  const auto& cs = f.file->chunks;
+  if (cs.size() < 2) {
+    f.terms = cs.size();
+    return;
   }
+  const PlacedChunk& a = cs[cs.size() - 2];
+  const PlacedChunk& b = cs.back();
+  // As build_shards forms terms: the same xorb (new: same slot), the next chunk index.
+  bool extends = a.slot == b.slot && (a.slot >= 0 || a.known == b.known) && b.index == a.index + 1;
+  if (!extends) f.terms++;
+}
+
+void UploadSession::place_existing(const Hash& h, uint32_t len, const CasChunkRef& at, bool global, FileCtx& f) {
+  f.file->chunks.push_back(PlacedChunk{h, len, -1, at.index, at.xorb});
+  count_term(f);
+  f.res->dedup_bytes += len;
+  if (global) f.res->global_dedup_bytes += len;
+  f.prev = at;
+}
+
+Status UploadSession::place_local(std::span<const uint8_t> data, const Hash& h, FileCtx& f) {
+  uint32_t len = static_cast<uint32_t>(data.size());
+  f.prev.reset();
   if (auto it = placed_.find(h); it != placed_.end()) {
-    file.chunks.push_back(PlacedChunk{h, len, it->second.first, it->second.second, {}});
-    res.dedup_bytes += len;
+    f.file->chunks.push_back(PlacedChunk{h, len, it->second.first, it->second.second, {}});
+    count_term(f);
+    f.res->dedup_bytes += len;
     return {};
   }
   if (open_slot_ >= 0 && (!open_.fits(len) || open_.chunks().size() >= opts_.max_xorb_chunks ||
@@ -112,9 +130,93 @@ Status UploadSession::place(std::span<const uint8_t> data, const Hash& h, uint64
   if (!added.ok()) return std::move(added).error();
   uint32_t index = static_cast<uint32_t>(open_.chunks().size() - 1);
   placed_.emplace(h, std::make_pair(open_slot_, index));
-  file.chunks.push_back(PlacedChunk{h, len, open_slot_, index, {}});
-  res.new_bytes += len;
+  f.file->chunks.push_back(PlacedChunk{h, len, open_slot_, index, {}});
+  count_term(f);
+  f.res->new_bytes += len;
   return {};
+}
+
+Status UploadSession::flush_run(FileCtx& f, bool take_it) {
+  for (RunChunk& r : f.run) {
+    if (take_it) {
+      place_existing(r.hash, static_cast<uint32_t>(r.data.size()), r.at, true, f);
+    } else {
+      HF_TRY(place_local(r.data, r.hash, f));
+    }
+  }
+  f.run.clear();
+  f.run_terms = 0;
+  f.run_from_start = false;
+  return {};
+}
+
+Status UploadSession::place(const StreamChunk& c, FileCtx& f) {
+  uint32_t len = static_cast<uint32_t>(c.data.size());
+  bool first = f.chunks_seen++ == 0;
+  if (*f.known) {
+    if (auto loc = (*f.known)(c.offset, len)) {
+      HF_TRY(flush_run(f, false));
+      place_existing(c.hash, len, *loc, false, f);
+      return {};
+    }
+  }
+  // Local dedup first: such a chunk costs nothing either way, and XC's order is the same.
+  std::optional<CasChunkRef> hit;
+  if (dedup_.shards() > 0 && !placed_.count(c.hash)) {
+    std::optional<CasChunkRef> tail = f.run.empty() ? f.prev : std::optional<CasChunkRef>(f.run.back().at);
+    hit = dedup_.find(c.hash, len, now_unix(), tail);
+    if (hit) {
+      bool continues = tail && tail->xorb == hit->xorb && tail->index + 1 == hit->index;
+      if (f.run.empty() && continues) {
+        place_existing(c.hash, len, *hit, true, f);  // extends the previous term: never fragments
+        return {};
+      }
+      if (f.run.empty()) {
+        f.run_from_start = first;
+        f.run_terms = 1;
+      } else if (!continues) {
+        f.run_terms++;  // the run goes on in another xorb (or elsewhere in this one): a new term
+      }
+      f.run.push_back(RunChunk{c.hash, std::vector<uint8_t>(c.data.begin(), c.data.end()), *hit});
+      size_t min_run = std::max<uint32_t>(opts_.min_dedup_run, 1);
+      if (f.file->chunks.size() + f.run.size() >= min_run * (f.terms + f.run_terms)) {
+        HF_TRY(flush_run(f, true));  // the file keeps long enough terms on average
+      } else if (f.run.size() >= 4 * min_run) {
+        HF_TRY(flush_run(f, false));  // scattered matches: bound the bytes held back, upload them
+      }
+      return {};
+    }
+  }
+  HF_TRY(flush_run(f, false));
+  return place_local(c.data, c.hash, f);
+}
+
+Task<void> UploadSession::maybe_query(const StreamChunk& c, FileCtx& f) {
+  // XC's policy (§9.2): the file's first chunk, and eligible chunks not deduplicated locally.
+  if (!opts_.global_dedup || stats_.dedup_queries >= opts_.max_dedup_queries) co_return;
+  if (f.chunks_seen != 0 && !is_global_dedup_eligible(c.hash)) co_return;
+  uint32_t len = static_cast<uint32_t>(c.data.size());
+  if (*f.known && (*f.known)(c.offset, len)) co_return;
+  if (placed_.count(c.hash) || dedup_.find(c.hash, len, now_unix())) co_return;
+  stats_.dedup_queries++;
+  // The sink talks to the network on the io executor; resume here (cpu) afterwards.
+  std::optional<Shard> answer =
+      co_await net::co_spawn(io_, sink_.query_dedup(c.hash), net::use_awaitable);
+  if (!answer) co_return;
+  Status st = dedup_.add(*answer, now_unix());
+  if (!st.ok()) {
+    HF_LOG_DEBUG("upload", "global dedup answer for {} not used: {}", c.hash.hex(), st.error().message);
+    co_return;
+  }
+  stats_.dedup_answers++;
+}
+
+Task<Status> UploadSession::take(const std::vector<StreamChunk>& chunks, FileCtx& f) {
+  for (const StreamChunk& c : chunks) {
+    if (opts_.global_dedup && (f.chunks_seen == 0 || is_global_dedup_eligible(c.hash))) co_await maybe_query(c, f);
+    HF_CO_TRY(place(c, f));
+  }
+  co_return Status{};
 }
 
 Task<Status> UploadSession::drain(size_t keep) {
@@ -136,12 +238,12 @@ Task<Result<FileUploadResult>> UploadSession::process(ReadFn read, KnownAt known
   ChunkStream cs(true);
   std::vector<uint8_t> buf(opts_.read_block);
   group_left_ = 0;  // compressibility is a property of each file: test its first chunk afresh
-  auto take = [&](const std::vector<StreamChunk>& chunks) -> Status {
-    for (const StreamChunk& c : chunks) {
-      HF_TRY(place(c.data, c.hash, c.offset, known, file, res));
-      leaves.push_back(HashSize{c.hash, c.data.size()});
-    }
-    return {};
+  FileCtx ctx;
+  ctx.known = &known;
+  ctx.file = &file;
+  ctx.res = &res;
+  auto leaves_of = [&](const std::vector<StreamChunk>& chunks) {
+    for (const StreamChunk& c : chunks) leaves.push_back(HashSize{c.hash, c.data.size()});
   };
   for (;;) {
     if (failed_) {
@@ -155,18 +257,28 @@ Task<Result<FileUploadResult>> UploadSession::process(ReadFn read, KnownAt known
     std::span<const uint8_t> data(buf.data(), *n);
     res.size += *n;
     if (sha) sha->update(data);
-    HF_CO_TRY(take(cs.feed(data)));
+    const std::vector<StreamChunk>& chunks = cs.feed(data);
+    leaves_of(chunks);
+    HF_CO_TRY(co_await take(chunks, ctx));
     if (uploads_.size() > opts_.max_inflight_xorbs) {
       Status s = co_await drain(opts_.max_inflight_xorbs);
       if (!s.ok()) co_return s.error();
     }
   }
-  HF_CO_TRY(take(cs.finish()));
+  {
+    const std::vector<StreamChunk>& chunks = cs.finish();
+    leaves_of(chunks);
+    HF_CO_TRY(co_await take(chunks, ctx));
+  }
+  // A pending run that is the whole file is one term: take it; otherwise it is a short
+  // fragment at the end and goes into the new xorb.
+  HF_CO_TRY(flush_run(ctx, ctx.run_from_start && ctx.run.size() == ctx.chunks_seen));
   res.file_hash = file_hash(leaves);
   file.file_hash = res.file_hash;
   if (sha) file.sha256 = sha->finish();
   stats_.new_bytes += res.new_bytes;
   stats_.dedup_bytes += res.dedup_bytes;
+  stats_.global_dedup_bytes += res.global_dedup_bytes;
   files_.push_back(std::move(file));
   co_return res;
 }
