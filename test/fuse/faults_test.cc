@@ -15,6 +15,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -306,6 +307,9 @@ struct WriteScenario {
   std::string name;
   std::vector<FaultRule> rules;
   bool transient = true;
+  // Runs on a mount of its own, started for it: its upload must fetch a CAS token (the shared
+  // mount caches one for an hour after its first upload, so token faults would never fire).
+  bool own_mount = false;
 };
 
 }  // namespace
@@ -323,12 +327,12 @@ TEST_CASE("write faults: close() succeeds or fails with EIO, and no acknowledged
       {"batch 503 x2", {rule("batch", FaultKind::status503, 2)}},
       {"batch 429 x1", {rule("batch", FaultKind::status429, 1)}},
       {"batch reset x1 (commit may have applied)", {rule("batch", FaultKind::reset, 1)}},
-      {"token (write) 500 x2", {rule("token", FaultKind::status500, 2)}},
+      {"token (write) 500 x2", {rule("token", FaultKind::status500, 2)}, true, true},
       {"dedup 500 always", {rule("dedup", FaultKind::status500, 0, 1.0)}},
       {"xorb_upload 500 always", {rule("xorb_upload", FaultKind::status500, 0, 1.0)}, false},
       {"batch 500 always", {rule("batch", FaultKind::status500, 0, 1.0)}, false},
   };
-  Mount m(hub, "hf://buckets/alice/wf");
+  Mount shared(hub, "hf://buckets/alice/wf");
   Tally total;
   total.name = "TOTAL write faults";
   for (size_t i = 0; i < scenarios.size(); ++i) {
@@ -336,10 +340,14 @@ TEST_CASE("write faults: close() succeeds or fails with EIO, and no acknowledged
     INFO(sc.name);
     Tally t;
     t.name = "write: " + sc.name;
+    std::optional<Mount> own;
+    if (sc.own_mount) own.emplace(hub, "hf://buckets/alice/wf");
+    Mount& m = own ? *own : shared;
     size_t log_from = file_size(m.log_file());
     std::string rel = "w" + std::to_string(i) + ".bin";
     std::string data = random_bytes((3 << 20) + 777 * i, 900 + i);
     uint64_t faults_before = hub.server().faults_injected();
+    uint64_t tokens_before = hub.server().requests("token");
     hub.server().set_faults(sc.rules);
     IoResult w;
     bool in_time = bounded([&] { w = write_all(m / rel, data); }, 400s, [&] {
@@ -349,6 +357,7 @@ TEST_CASE("write faults: close() succeeds or fails with EIO, and no acknowledged
     t.faults = hub.server().faults_injected() - faults_before;
     hub.server().clear_faults();
     REQUIRE(in_time);
+    if (sc.own_mount) CHECK(hub.server().requests("token") > tokens_before);  // the upload asked for one
     t.max_op_seconds = w.seconds;
     t.writes++;
     CHECK(t.faults > 0);
@@ -371,6 +380,7 @@ TEST_CASE("write faults: close() succeeds or fails with EIO, and no acknowledged
     if (!committed) t.lost++;
     CHECK(committed);
     t.note = fmt::format("close: {}; {}", w.err ? std::strerror(w.err) : "ok", first_warning(m, log_from));
+    if (own) own->unmount();
     report_tally("faults", t);
     total.faults += t.faults;
     total.writes += t.writes;
@@ -379,7 +389,7 @@ TEST_CASE("write faults: close() succeeds or fails with EIO, and no acknowledged
   }
   report_tally("faults", total);
   // Nothing is left dirty, and a fresh mount sees every file.
-  m.unmount();
+  shared.unmount();
   Mount fresh(hub, "hf://buckets/alice/wf");
   for (size_t i = 0; i < scenarios.size(); ++i) {
     std::string rel = "w" + std::to_string(i) + ".bin";
