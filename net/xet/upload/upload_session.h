@@ -15,7 +15,8 @@
 //                                              files' hashes usable (e.g. in a bucket batch).
 //
 // Global dedup (spec §7.4, XC's policy §9.2): the CAS is asked (`UploadSink::query_dedup`) about
-// each file's first chunk and about chunks with hash % 1024 == 0 that are not deduplicated
+// each file's first chunk (files of at least `min_dedup_file` bytes) and about chunks with
+// hash % 1024 == 0 that are not deduplicated
 // locally; answers are cached per session (DedupShardCache, bounded). A chunk found there is
 // referenced in its existing xorb instead of being uploaded, but only where that does not
 // fragment the file into short terms. XC keeps the average term length >= 8 chunks over a
@@ -95,6 +96,10 @@ struct UploadOptions {
   // Global dedup (see the file comment). Limits are per session.
   bool global_dedup = true;
   size_t max_dedup_queries = 64;      // requests; each pauses chunking for one round trip
+  // A file's first chunk is asked about only when the file has at least this many bytes: for a
+  // smaller file the round trip costs more than the upload it could save (cp -r of many small
+  // files would pay one round trip each).
+  uint64_t min_dedup_file = 1 << 20;
   DedupCacheLimits dedup_cache{};
   uint32_t min_dedup_run = 8;         // chunks per term the file keeps on average when matching
   std::function<int64_t()> now_unix;  // for shard_key_expiry; default: wall clock seconds

@@ -517,11 +517,26 @@ TEST_CASE("global dedup policy: long runs are referenced, short ones uploaded ag
     CHECK(r.global_dedup_bytes >= mid.size() - 2 * 131072);  // all but the resync at its start
     CHECK(r.new_bytes <= b.size() - r.global_dedup_bytes);
   }
-  SECTION("a small file equal to the start of a known one is one deduplicated term") {
+  SECTION("a small file is not asked about by default (a round trip per small file costs more than it saves)") {
     auto b = slice(0, 3);
+    REQUIRE(b.size() < UploadOptions{}.min_dedup_file);
     auto r = upload(b, &st);
-    CHECK(r.global_dedup_bytes == b.size());
-    CHECK(cas.terms(r.file_hash).size() == 1);
+    CHECK(cas.queries.load() == 0);
+    CHECK(r.global_dedup_bytes == 0);
+    CHECK(r.new_bytes == b.size());
+  }
+  SECTION("a small file equal to the start of a known one is one deduplicated term (min_dedup_file = 0)") {
+    auto b = slice(0, 3);
+    UploadOptions o;
+    o.min_dedup_file = 0;
+    UploadSession s(cas, env.io.get_executor(), env.cpu.get_executor(), o);
+    auto r = env.run(s.add_file(reader(b)));
+    REQUIRE(r.ok());
+    REQUIRE(env.run(s.finish()).ok());
+    CHECK(cas.file(r->file_hash) == b);
+    CHECK(cas.queries.load() == 1);
+    CHECK(r->global_dedup_bytes == b.size());
+    CHECK(cas.terms(r->file_hash).size() == 1);
   }
   SECTION("global dedup off: no query") {
     UploadOptions o;
