@@ -170,6 +170,13 @@ int main(int argc, char** argv) {
     return fail(ExitCode::mountpoint, "mount point " + cfg.mountpoint + ": " + std::strerror(errno));
   }
   cfg.mountpoint = real;
+  // Relative option paths mean "from here": the daemon chdirs to / before it opens them.
+  for (std::string* p : {&cfg.cache_dir, &cfg.token_file}) {
+    if (!p->empty() && (*p)[0] != '/') {
+      char cwd[PATH_MAX];
+      if (::getcwd(cwd, sizeof cwd)) *p = cmd::normalize_path(std::string(cwd) + "/" + *p);
+    }
+  }
   struct stat st {};
   if (::stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
     return fail(ExitCode::mountpoint, "mount point " + cfg.mountpoint + " is not a directory");

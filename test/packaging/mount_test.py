@@ -189,6 +189,16 @@ def main():
         r = run(["umount", mp])
         check(r.returncode == 0 and mounted_at(mp) is None, "umount of the fstab mount", r.stderr)
 
+        # --- relative mount point and cache_dir: relative to where the command ran (the daemon
+        # chdirs to / before it opens the cache) -------------------------------------------------
+        mp = mountpoint("rel")
+        r = run([FUSE_BIN, "hf://acme/tiny", "rel", "-o", f"endpoint={hub.url},cache_dir=relcache"], env=env, cwd=tmp)
+        check(r.returncode == 0 and mounted_at(mp) is not None, "daemon mount with a relative mount point and cache_dir",
+              r.stderr)
+        check(os.path.isdir(os.path.join(tmp, "relcache")) and not os.path.exists("/relcache"),
+              "relative cache_dir created under the invoking directory", str(os.listdir(tmp)))
+        force_unmount(mp)
+
         # --- the helper itself: unknown option refused, each fstab-only option accepted ------
         r = run(["mount", "-t", "fuse.hfmount", "hf://acme/tiny", mp, "-o", f"frobnicate=1,{common}"], env=env)
         check(r.returncode == 1 and "frobnicate" in r.stderr and mounted_at(mp) is None,
