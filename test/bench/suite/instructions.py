@@ -169,7 +169,8 @@ def main():
         print("instructions: skipped (needs root, /dev/fuse and valgrind)")
         return 77
     build = os.path.abspath(a.build)
-    work = a.work or os.path.join(build, "bench-instructions")
+    # Absolute: the daemon is told these paths and may run with another working directory.
+    work = os.path.abspath(a.work or os.path.join(build, "bench-instructions"))
     os.makedirs(work, exist_ok=True)
     try:
         res = measure(build, work)
