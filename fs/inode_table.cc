@@ -303,13 +303,13 @@ bool InodeTable::add_lookup(uint64_t ino, uint64_t n) {
   return true;
 }
 
-void InodeTable::forget(uint64_t ino, uint64_t n) {
-  if (ino == kRootIno) return;  // the kernel never really forgets the root
+bool InodeTable::forget(uint64_t ino, uint64_t n) {
+  if (ino == kRootIno) return false;  // the kernel never really forgets the root
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) {
     HF_LOG_ERROR("inode", "forget of unknown inode {} (n={})", ino, n);
-    return;
+    return false;
   }
   Node& node = *it->second;
   if (node.nlookup < n) {
@@ -319,7 +319,9 @@ void InodeTable::forget(uint64_t ino, uint64_t n) {
     n = node.nlookup;
   }
   node.nlookup -= n;
-  if (node.nlookup == 0 && node.parent == 0) maybe_free_locked(ino);
+  if (node.nlookup != 0 || node.parent != 0) return false;
+  maybe_free_locked(ino);
+  return true;
 }
 
 std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const {
@@ -345,7 +347,8 @@ std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const 
   return snap;
 }
 
-Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, const NewNode& nn, bool local) {
+Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, const NewNode& nn, bool local,
+                                    uint64_t nlookup) {
   if (!valid_entry_name(name)) {
     return Error(name.size() > 255 ? Errc::name_too_long : Errc::invalid_argument, "invalid file name");
   }
@@ -369,6 +372,7 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
   n->symlink_target = nn.symlink_target;
   n->perm = nn.perm;
   n->local = local;
+  n->nlookup = nlookup;
   if (n->kind == NodeKind::dir) {
     n->listed = true;  // a new directory is complete: it is empty
     ++listed_dirs_;

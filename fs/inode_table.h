@@ -105,7 +105,8 @@ class InodeTable {
   // False (and nothing counted) if the inode no longer exists: the caller must then not hand
   // it to the kernel.
   bool add_lookup(uint64_t ino, uint64_t n = 1);
-  void forget(uint64_t ino, uint64_t n);
+  // True if this freed the node (an orphan's last reference): its inode number may be reused.
+  bool forget(uint64_t ino, uint64_t n);
 
   // Snapshot of a listed directory (nullptr if not a listed directory).
   std::shared_ptr<const DirSnapshot> snapshot(uint64_t dir) const;
@@ -134,7 +135,10 @@ class InodeTable {
     uint32_t perm = 0;  // 0 = the mount default
   };
   // Adds `name` under `parent`. Errc::exists if taken, not_dir / not_found for a bad parent.
-  Result<NodeInfo> create(uint64_t parent, std::string_view name, const NewNode& n, bool local);
+  // `nlookup`: kernel references the node starts with (1 when the entry is handed to the
+  // kernel: counted under the same lock as the insertion, so no rename, unlink or relisting
+  // can remove it uncounted in between).
+  Result<NodeInfo> create(uint64_t parent, std::string_view name, const NewNode& n, bool local, uint64_t nlookup = 0);
   // Removes `name` from `parent` (the node lives on as an orphan while the kernel knows it).
   Result<NodeInfo> remove(uint64_t parent, std::string_view name);
   // Moves a node; an existing target is replaced (and orphaned). Errc::exists with

@@ -142,9 +142,6 @@ class Vfs {
   std::optional<Result<EntryOut>> lookup_fast(uint64_t parent, std::string_view name);
   Task<Result<EntryOut>> lookup(uint64_t parent, std::string name, CancelPtr cancel);
   void forget(uint64_t ino, uint64_t nlookup);
-  // Counts one more kernel reference (readdirplus entries). False if the inode is gone: the
-  // entry must then be sent without one (ino 0).
-  bool add_lookup(uint64_t ino) { return table_.add_lookup(ino); }
   // readdirplus: counts one kernel reference to the node `name` in `dir` names *now*, returning
   // its current attributes (nullopt: no such entry any more, nothing counted). An open directory
   // handle lists names from its snapshot, which may predate a rename, unlink or relisting: the

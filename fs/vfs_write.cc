@@ -133,13 +133,18 @@ Result<std::pair<EntryOut, OpenOut>> Vfs::create(uint64_t parent, std::string na
   nn.kind = NodeKind::file;
   nn.mtime_ns = now_unix_ns();
   nn.perm = mode & 07777;
-  auto info = table_.create(parent, name, nn, true);
+  // Counted at creation (see InodeTable::create): the entry goes to the kernel.
+  auto info = table_.create(parent, name, nn, true, 1);
   if (!info.ok()) return std::move(info).error();
   uint64_t ino = info->attr.ino;
   std::lock_guard lk(mu_);
   auto ws = write_state_locked(ino, *info, true);
   if (!ws.ok()) {
-    (void)table_.remove(parent, name);
+    // Not handed to the kernel after all: take the name and our reference back.
+    if (auto r = table_.lookup(parent, name); r.state == InodeTable::ChildState::found && r.info.attr.ino == ino) {
+      (void)table_.remove(parent, name);
+    }
+    table_.forget(ino, 1);
     return std::move(ws).error();
   }
   (*ws)->ever_committed = false;
@@ -152,7 +157,6 @@ Result<std::pair<EntryOut, OpenOut>> Vfs::create(uint64_t parent, std::string na
   o.fh = next_fh_++;
   kernel_content_[ino] = Key32{};
   files_.emplace(o.fh, std::move(h));
-  table_.add_lookup(ino);
   return std::make_pair(entry_for(info->attr), o);
 }
 
@@ -162,9 +166,8 @@ Result<EntryOut> Vfs::mkdir(uint64_t parent, std::string name, uint32_t mode) {
   nn.kind = NodeKind::dir;
   nn.mtime_ns = now_unix_ns();
   nn.perm = mode & 07777;
-  auto info = table_.create(parent, name, nn, true);
+  auto info = table_.create(parent, name, nn, true, 1);  // counted: the entry goes to the kernel
   if (!info.ok()) return std::move(info).error();
-  table_.add_lookup(info->attr.ino);
   return entry_for(info->attr);
 }
 
@@ -175,9 +178,8 @@ Result<EntryOut> Vfs::symlink(std::string target, uint64_t parent, std::string n
   nn.kind = NodeKind::symlink;
   nn.mtime_ns = now_unix_ns();
   nn.symlink_target = std::move(target);
-  auto info = table_.create(parent, name, nn, true);
+  auto info = table_.create(parent, name, nn, true, 1);  // counted: the entry goes to the kernel
   if (!info.ok()) return std::move(info).error();
-  table_.add_lookup(info->attr.ino);
   return entry_for(info->attr);
 }
 
@@ -362,9 +364,10 @@ Task<Result<EntryOut>> Vfs::link(uint64_t ino, uint64_t new_parent, std::string 
   nn.size = n->attr.size;
   nn.mtime_ns = n->attr.mtime_ns;
   nn.content = n->content;
-  auto info = table_.create(new_parent, new_name, nn, false);
+  // Counted at creation: a non-local node, so a poll could otherwise remove it before the count
+  // and the kernel would hold an uncounted entry.
+  auto info = table_.create(new_parent, new_name, nn, false, 1);
   if (!info.ok()) co_return std::move(info).error();
-  table_.add_lookup(info->attr.ino);
   co_return entry_for(info->attr);
 }
 

@@ -259,3 +259,25 @@ TEST_CASE("listings wait while a local change of the directory is in progress") 
   CHECK(t.apply_listing(kRootIno, {file("renamed", 1, 1)}, since).skipped);  // still older
   CHECK_FALSE(t.apply_listing(kRootIno, {file("renamed", 1, 1)}, t.epoch()).skipped);
 }
+
+// link() adds a non-local node and hands it to the kernel: counted separately, a relisting in
+// between freed it and the kernel held an entry for a number the table no longer knew.
+TEST_CASE("create counts the kernel's reference under the same lock") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("f", 1, 1)});
+  InodeTable::NewNode nn;
+  nn.size = 1;
+  auto counted = t.create(kRootIno, "copy", nn, false, 1);
+  auto uncounted = t.create(kRootIno, "other", nn, false);
+  REQUIRE(counted.ok());
+  REQUIRE(uncounted.ok());
+  t.apply_listing(kRootIno, {file("f", 1, 1)});  // a listing that predates both: they go
+  CHECK(t.lookup(kRootIno, "copy").state == InodeTable::ChildState::absent);
+  CHECK(t.get(counted->attr.ino));            // an orphan the kernel still knows
+  CHECK_FALSE(t.get(uncounted->attr.ino));    // nobody knew it: freed
+  CHECK(t.forget(counted->attr.ino, 1));      // the last reference frees it
+  CHECK_FALSE(t.get(counted->attr.ino));
+  uint64_t f = t.lookup_counted(kRootIno, "f").info.attr.ino;
+  CHECK_FALSE(t.forget(f, 1));  // named nodes stay
+  CHECK(t.get(f));
+}
