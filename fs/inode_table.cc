@@ -477,10 +477,26 @@ void InodeTable::set_content(uint64_t ino, const Content& c, uint64_t size, int6
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
+  if (it->second->parent == 0 && it->second->content.source == Content::Source::local) return;
   it->second->content = c;
   it->second->size = size;
   if (mtime_ns) it->second->mtime_ns = mtime_ns;
   if (auto p = nodes_.find(it->second->parent); p != nodes_.end()) {
+    p->second->snap.reset();
+    p->second->changed_epoch = ++epoch_;
+  }
+}
+
+void InodeTable::set_written(uint64_t ino, uint64_t size, int64_t mtime_ns, const Content& staged) {
+  std::unique_lock lk(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return;
+  Node& n = *it->second;
+  n.size = size;
+  if (mtime_ns) n.mtime_ns = mtime_ns;
+  n.local = true;
+  if (n.parent == 0 && n.ino != kRootIno) n.content = staged;
+  if (auto p = nodes_.find(n.parent); p != nodes_.end()) {
     p->second->snap.reset();
     p->second->changed_epoch = ++epoch_;
   }

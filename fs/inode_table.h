@@ -148,7 +148,15 @@ class InodeTable {
   void set_local(uint64_t ino, bool local);
   bool is_local(uint64_t ino) const;
   void set_size(uint64_t ino, uint64_t size, int64_t mtime_ns);
+  // An orphan whose content is local keeps it (see set_written): a commit that finishes after
+  // the node lost its name must not put a remote hash back.
   void set_content(uint64_t ino, const Content& c, uint64_t size, int64_t mtime_ns);
+  // The file's bytes changed locally (write, truncate; mtime_ns 0 = unchanged): sets the size
+  // and marks it local. An orphan (unlinked or renamed over while open) can never be committed,
+  // so its content also becomes `staged` (Source::local): a remote hash with a size the writes
+  // moved would make a reader ask that content for bytes it never had. Checked and set under
+  // one lock, so a node orphaned concurrently never keeps remote content with a local size.
+  void set_written(uint64_t ino, uint64_t size, int64_t mtime_ns, const Content& staged);
   // chmod/chown/utimes: nullopt leaves a field unchanged.
   void set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optional<uint32_t> uid, std::optional<uint32_t> gid,
                 std::optional<int64_t> mtime_ns);

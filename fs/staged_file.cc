@@ -8,8 +8,16 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/sha256.h"
 
 namespace hf::fs {
+
+static Content local_content(const std::string& path) {
+  Content c;
+  c.source = Content::Source::local;
+  c.id = sha256("staged:" + path);
+  return c;
+}
 
 static Error errno_error(const char* what, const std::string& path) {
   int e = errno;
@@ -27,6 +35,7 @@ Result<std::shared_ptr<StagedFile>> StagedFile::create(const std::string& dir, C
   std::shared_ptr<StagedFile> f(new StagedFile());
   f->fd_ = fd;
   f->path_ = buf.data();
+  f->content_ = local_content(f->path_);
   if (truncate) {
     f->base_ = Content{};
     f->base_size_ = 0;
@@ -46,6 +55,7 @@ Result<std::shared_ptr<StagedFile>> StagedFile::reopen(const std::string& path, 
   std::shared_ptr<StagedFile> f(new StagedFile());
   f->fd_ = fd;
   f->path_ = path;
+  f->content_ = local_content(path);
   f->base_ = std::move(base);
   f->base_size_ = base_size;
   f->base_limit_ = std::min(base_limit, base_size);

@@ -52,6 +52,9 @@ class StagedFile {
   bool touches_staged(uint64_t off, uint64_t len) const;
 
   const std::string& path() const { return path_; }
+  // This file's bytes as a node's content (Source::local, keyed by the staging path): what a
+  // node that can no longer be committed holds (see InodeTable::set_written).
+  const Content& content() const { return content_; }
   void keep_on_disk(bool keep) { keep_ = keep; }
 
  private:
@@ -59,6 +62,7 @@ class StagedFile {
   int fd_ = -1;
   std::string path_;
   Content base_;
+  Content content_;
   uint64_t base_size_ = 0;
   bool keep_ = false;
   mutable std::mutex mu_;

@@ -125,7 +125,21 @@ Task<Result<EntryOut>> Vfs::lookup(uint64_t parent, std::string name, CancelPtr 
   co_return std::move(*r);
 }
 
-void Vfs::forget(uint64_t ino, uint64_t nlookup) { table_.forget(ino, nlookup); }
+void Vfs::forget(uint64_t ino, uint64_t nlookup) {
+  std::shared_ptr<WriteState> dropped;  // destroyed (staging file deleted) outside mu_
+  {
+    // Under mu_: a new node given the freed number must never find this node's write state.
+    std::lock_guard lk(mu_);
+    if (!table_.forget(ino, nlookup)) return;
+    auto w = writes_.find(ino);
+    if (w == writes_.end()) return;
+    for (auto& [fh, h] : files_) {
+      if (h->ino == ino) return;  // (the kernel releases handles before forgetting)
+    }
+    dropped = std::move(w->second);
+    writes_.erase(w);
+  }
+}
 
 std::optional<Attr> Vfs::add_lookup_child(uint64_t dir, std::string_view name) {
   auto r = table_.lookup_counted(dir, name);
@@ -316,7 +330,10 @@ void Vfs::releasedir(uint64_t fh) {
 // ------------------------------------------------------------------------------------ files
 
 std::shared_ptr<FileReader> Vfs::reader_locked(const NodeInfo& n) {
-  if (n.content.source == Content::Source::empty || n.attr.size == 0) return nullptr;
+  // Local content is read through the write state (read() finds it first).
+  if (n.content.source == Content::Source::empty || n.content.source == Content::Source::local || n.attr.size == 0) {
+    return nullptr;
+  }
   auto key = std::make_tuple(static_cast<int>(n.content.source), n.content.id, n.attr.size);
   auto it = readers_.find(key);
   if (it != readers_.end()) {
@@ -363,10 +380,7 @@ Result<OpenOut> Vfs::open(uint64_t ino, int flags) {
     if (!ws.ok()) return std::move(ws).error();
     (*ws)->writers++;
     h->writable = (flags & O_ACCMODE) != O_RDONLY;
-    if (flags & O_TRUNC) {
-      table_.set_size(ino, 0, now_unix_ns());
-      table_.set_local(ino, true);
-    }
+    if (flags & O_TRUNC) table_.set_written(ino, 0, now_unix_ns(), (*ws)->staged->content());
   } else if (!writes_.count(ino)) {
     h->reader = reader_locked(*n);
   }
@@ -454,7 +468,7 @@ void Vfs::release(uint64_t fh) {
     // Committed and nobody writes: reads go to the committed content from now on.
     bool open_elsewhere = false;
     for (auto& [fh2, h2] : files_) open_elsewhere |= h2->ino == ino;
-    if (!open_elsewhere) writes_.erase(w);
+    if (!open_elsewhere && !staged_only_locked(ino)) writes_.erase(w);
   } else {
     // Dirty with no writer left (a failed close): keep trying in the background.
     net::co_spawn(ex_, [this, ino]() -> Task<void> { (void)co_await commit_ino(ino, nullptr); }, net::detached);

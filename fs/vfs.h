@@ -141,6 +141,7 @@ class Vfs {
   // --- entries ---
   std::optional<Result<EntryOut>> lookup_fast(uint64_t parent, std::string_view name);
   Task<Result<EntryOut>> lookup(uint64_t parent, std::string name, CancelPtr cancel);
+  // Frees an orphan at its last reference, and with it the write state it may keep (below).
   void forget(uint64_t ino, uint64_t nlookup);
   // readdirplus: counts one kernel reference to the node `name` in `dir` names *now*, returning
   // its current attributes (nullopt: no such entry any more, nothing counted). An open directory
@@ -214,7 +215,10 @@ class Vfs {
     StreamState stream;
     bool writable = false;
   };
-  // Uncommitted changes of one file.
+  // Uncommitted changes of one file. Dropped once committed and no handle is open, except for
+  // a node whose content is the staged file (an orphan written locally, see
+  // InodeTable::set_written): the staging file is then its only copy and lives as long as the
+  // node (forget), never longer: the inode number may be reused by a new node afterwards.
   struct WriteState {
     std::shared_ptr<StagedFile> staged;
     std::shared_ptr<FileReader> base;          // reader of the base content (null if none)
@@ -235,6 +239,11 @@ class Vfs {
   Result<OpenOut> make_dir_handle(uint64_t ino);
   Result<std::shared_ptr<WriteState>> write_state_locked(uint64_t ino, const NodeInfo& n, bool truncate);
   std::shared_ptr<WriteState> write_state(uint64_t ino);
+  // True if the node's content is its staged file (its write state must be kept).
+  bool staged_only_locked(uint64_t ino) const;
+  // Under mu_: after a node with a write state lost its name (unlink, renamed over), its
+  // content becomes the staged file.
+  void orphaned_locked(uint64_t ino);
   Task<Status> commit_ino(uint64_t ino, CancelPtr cancel);
   Task<Status> flush_ino_if_dirty(uint64_t ino, CancelPtr cancel);
   Status journal(uint64_t ino, const std::string& path, WriteState& ws);

@@ -125,6 +125,19 @@ std::shared_ptr<Vfs::WriteState> Vfs::write_state(uint64_t ino) {
   return it == writes_.end() ? nullptr : it->second;
 }
 
+bool Vfs::staged_only_locked(uint64_t ino) const {
+  auto n = table_.get(ino);
+  return n && n->content.source == Content::Source::local;
+}
+
+void Vfs::orphaned_locked(uint64_t ino) {
+  auto it = writes_.find(ino);
+  if (it == writes_.end()) return;
+  // Its uncommitted bytes (or committed ones with a size a later write moves) can never reach
+  // the bucket now: from here on the staged file is the node's content.
+  table_.set_written(ino, it->second->staged->size(), 0, it->second->staged->content());
+}
+
 // ------------------------------------------------------------------------------- namespace
 
 Result<std::pair<EntryOut, OpenOut>> Vfs::create(uint64_t parent, std::string name, uint32_t mode, int flags) {
@@ -205,6 +218,7 @@ Task<Status> Vfs::unlink(uint64_t parent, std::string name, CancelPtr cancel) {
   HF_CO_TRY(table_.remove(parent, name));
   if (ws) {
     std::lock_guard lk(mu_);
+    orphaned_locked(ino);
     ws->ever_committed = false;  // nothing to delete remotely any more; an open fd keeps the data
     if (ws->journaled && meta_) {
       (void)meta_->delete_pending(path);
@@ -333,6 +347,10 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
     if (journal(ino, to, *ws).ok()) (void)meta_->delete_pending(from);
   }
   HF_CO_TRY(table_.rename(parent, name, new_parent, new_name, no_replace));
+  if (dst.state == InodeTable::ChildState::found && dst.info.attr.kind == NodeKind::file) {
+    std::lock_guard lk(mu_);
+    if (auto t = table_.get(dst.info.attr.ino); t && t->parent == 0) orphaned_locked(dst.info.attr.ino);
+  }
   co_return Status{};
 }
 
@@ -385,8 +403,7 @@ Task<Result<Attr>> Vfs::setattr(uint64_t ino, SetAttrIn in, CancelPtr cancel) {
       ws = *w;
     }
     HF_CO_TRY(ws->staged->truncate(*in.size));
-    table_.set_size(ino, *in.size, now_unix_ns());
-    table_.set_local(ino, true);
+    table_.set_written(ino, *in.size, now_unix_ns(), ws->staged->content());
   }
   if (in.mode || in.uid || in.gid || in.mtime_ns) {
     table_.set_meta(ino, in.mode, in.uid, in.gid, in.mtime_ns);
@@ -426,8 +443,7 @@ Result<size_t> Vfs::write(uint64_t fh, uint64_t off, std::span<const uint8_t> da
     ws = w->second;
   }
   HF_TRY(ws->staged->write(off, data));
-  table_.set_size(ino, ws->staged->size(), now_unix_ns());
-  table_.set_local(ino, true);
+  table_.set_written(ino, ws->staged->size(), now_unix_ns(), ws->staged->content());
   stats_.bytes_written.fetch_add(data.size(), std::memory_order_relaxed);
   return data.size();
 }
@@ -673,7 +689,7 @@ Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
     for (auto& [fh, h] : files_) open |= h->ino == ino;
     auto it = writes_.find(ino);
     if (!open && it != writes_.end() && it->second == ws && ws->writers == 0 && !ws->journaled &&
-        ws->staged->generation() == ws->committed_gen) {
+        ws->staged->generation() == ws->committed_gen && !staged_only_locked(ino)) {
       writes_.erase(it);
     }
   }

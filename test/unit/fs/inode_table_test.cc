@@ -281,3 +281,26 @@ TEST_CASE("create counts the kernel's reference under the same lock") {
   CHECK_FALSE(t.forget(f, 1));  // named nodes stay
   CHECK(t.get(f));
 }
+
+TEST_CASE("a written orphan's content is its staged file; a late commit does not put a hash back") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("f", 100, 1)});
+  uint64_t f = t.lookup_counted(kRootIno, "f").info.attr.ino;
+  Content staged;
+  staged.source = Content::Source::local;
+  staged.id.fill(7);
+  t.set_written(f, 50, 0, staged);  // named: the content stays the committed one until a commit
+  CHECK(t.get(f)->content.source == Content::Source::xet);
+  CHECK(t.is_local(f));
+  REQUIRE(t.remove(kRootIno, "f").ok());
+  t.set_written(f, 300, 0, staged);
+  CHECK(t.get(f)->content.same_as(staged));
+  CHECK(t.get(f)->attr.size == 300);
+  Content late;
+  late.source = Content::Source::xet;
+  late.id.fill(8);
+  t.set_content(f, late, 50, 0);  // a commit that started before the unlink
+  CHECK(t.get(f)->content.same_as(staged));
+  CHECK(t.get(f)->attr.size == 300);
+  CHECK(t.forget(f, 1));
+}
