@@ -167,8 +167,11 @@ TEST_CASE("everyday tools: rsync, tar and SQLite", "[bucket]") {
   REQUIRE(out.status == 0);
   CHECK(run("diff -r '" + src + "' '" + back + "'").status == 0);
   // tar -x into the mount.
-  CmdResult tar = run("tar -C '" + src + "' -cf /tmp/hf-tools.tar . && mkdir '" + m.path() + "/untar' && tar -C '" +
-                      m.path() + "/untar' -xf /tmp/hf-tools.tar");
+  // The archive lives in a private temporary directory: concurrent runs must not share it.
+  std::string tardir = tempdir("tar"), archive = tardir + "/tools.tar";
+  CmdResult tar = run("tar -C '" + src + "' -cf '" + archive + "' . && mkdir '" + m.path() + "/untar' && tar -C '" +
+                      m.path() + "/untar' -xf '" + archive + "'");
+  INFO(tar.out);
   REQUIRE(tar.status == 0);
   CHECK(run("diff -r '" + src + "' '" + m.path() + "/untar'").status == 0);
   // SQLite: create, insert, query (journal files, fsync, locking within the mount).
@@ -180,7 +183,7 @@ TEST_CASE("everyday tools: rsync, tar and SQLite", "[bucket]") {
   CHECK(sql2.out == "a,b,c\n");
   remove_tree(src);
   remove_tree(back);
-  ::unlink("/tmp/hf-tools.tar");
+  remove_tree(tardir);
 }
 
 TEST_CASE("fsynced data survives kill -9 of the mount; async writeback resumes after a crash", "[bucket]") {
