@@ -175,14 +175,13 @@ Status Mount::boot(const MountConfig& cfg) {
   // A commit sha resolved by an earlier mount cannot move: the remount needs no Hub request at
   // all (its listings are cached too). Access is still checked by the first content read, which
   // needs a CAS token.
-  bool pinned_from_cache = false;
   if (!bucket && is_commit_sha(cfg.revision) && meta_) {
     auto ref = meta_->get_ref(cfg.revision);
     if (ref && ref->commit == cfg.revision) {
       info_.commit = ref->commit;
       info_.repo_id = ref->repo_id.empty() ? cfg.source.repo_id : ref->repo_id;
       last_modified_ns = ref->last_modified_ns;
-      resolved = pinned_from_cache = true;
+      resolved = true;
       info_.offline = cfg.offline;
       HF_LOG_INFO("mount", "{}@{}: pinned commit known from the cache, no Hub request", info_.source, cfg.revision);
     }
@@ -243,22 +242,6 @@ Status Mount::boot(const MountConfig& cfg) {
   // token request fail until a remount. A CAS token grants the whole repository anyway.
   cas_tokens_ = std::make_shared<xet::HubTokenSource>(*hub_, repo, bucket ? std::string() : cfg.revision, writable);
   cas_ = std::make_unique<xet::CasClient>(*http_, cas_tokens_, xet::CasOptions{});
-  if (!pinned_from_cache && !info_.offline) {
-    // Fetch the CAS token while the kernel mounts and lists: the first read then costs two
-    // round trips (reconstruction + range) instead of three. A failure here is retried by that
-    // read, which reports it.
-    net::co_spawn(
-        io_->get_executor(),
-        [tokens = cas_tokens_]() -> net::awaitable<void> {
-          try {
-            auto t = co_await tokens->get();
-            if (!t.ok()) HF_LOG_DEBUG("mount", "early CAS token request failed: {}", t.error().describe());
-          } catch (const std::exception& e) {  // detached: nothing may escape
-            HF_LOG_DEBUG("mount", "early CAS token request failed: {}", e.what());
-          }
-        },
-        net::detached);
-  }
 
   std::unique_ptr<cache::DiskChunkStore> disk;
   if (cfg.cache_size > 0) {
