@@ -670,8 +670,11 @@ Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
     std::lock_guard lk(mu_);
     ws->committed_gen = gen;
     ws->ever_committed = true;
-    table_.set_content(ino, c, size, mtime_ns);
     clean = ws->staged->generation() == gen;
+    // Writes that landed during the upload are not in this commit: the file stays dirty and
+    // its size (and mtime) are the staged ones, never the snapshot's (getattr would show a
+    // shrunk file until the next write). The staged file is authoritative while it exists.
+    table_.set_content(ino, c, ws->staged->size(), clean ? mtime_ns : 0);
     if (clean) table_.set_local(ino, false);
     kernel_content_[ino] = c.id;  // the kernel's pages already hold these bytes
   }

@@ -12,6 +12,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
+#include <functional>
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -58,6 +59,9 @@ class FakeRemote : public Remote, public xet::UploadSink {
   std::atomic<int> fail_commit{0};       // next N commit() calls fail (server_error)
   std::atomic<int> fail_put_xorb{0};
   std::atomic<uint64_t> commit_calls{0}, uploaded_xorb_bytes{0};
+  // Run once at the start of the next commit() (before its batch applies): lets a test act
+  // while a commit is in flight. Set it before the commit starts.
+  std::function<void(const std::vector<CommitOp>&)> before_commit;
   bool writable = false;
   // Counters.
   std::atomic<uint64_t> reconstruct_calls{0}, fetch_calls{0}, fetched_bytes{0}, list_calls{0}, download_calls{0};
@@ -308,6 +312,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
   Task<Status> commit(std::vector<CommitOp> ops, CancelPtr) override {
     commit_calls++;
     co_await delay();
+    if (auto hook = std::exchange(before_commit, nullptr)) hook(ops);
     if (take(fail_commit)) co_return Error(Errc::server_error, "injected batch failure");
     std::lock_guard lk(mu_);
     // Like a bucket's updatedAt: every change gives the bucket a new revision marker.

@@ -573,3 +573,23 @@ TEST_CASE("an interrupted directory rename is replayed from the journal") {
   (void)hash;
   b.io.stop();
 }
+
+TEST_CASE("writes during a commit keep the file's size; the commit never shrinks it to its snapshot") {
+  Bucket b;
+  auto head = random_bytes(1000, 30), tail = random_bytes(2000, 31);
+  auto c = b.vfs->create(kRootIno, "grow.bin", 0644, O_WRONLY);
+  REQUIRE(c.ok());
+  uint64_t fh = c->second.fh, ino = c->first.attr.ino;
+  REQUIRE(b.vfs->write(fh, 0, head).ok());
+  // The application keeps writing while the close of another descriptor commits.
+  b.remote.before_commit = [&](const std::vector<CommitOp>&) { REQUIRE(b.vfs->write(fh, head.size(), tail).ok()); };
+  REQUIRE(b.io.run(b.vfs->flush(fh, nullptr)).ok());
+  CHECK(b.remote.committed("grow.bin") == head);  // the snapshot the commit started with
+  CHECK(b.vfs->getattr(ino)->size == head.size() + tail.size());
+  auto all = head;
+  all.insert(all.end(), tail.begin(), tail.end());
+  REQUIRE(b.io.run(b.vfs->flush(fh, nullptr)).ok());
+  CHECK(b.remote.committed("grow.bin") == all);
+  CHECK(b.vfs->getattr(ino)->size == all.size());
+  b.vfs->release(fh);
+}
