@@ -53,7 +53,7 @@ run_tests() {
     # ASan stops the faulty process (its memory is no longer trustworthy).
     ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0:strict_string_checks=0" \
     UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=0" \
-    TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1:report_signal_unsafe=0" \
+    TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1:report_signal_unsafe=0:suppressions=$PWD/packaging/tsan.supp" \
     HF_SOAK_SECONDS=${HF_SOAK_SECONDS:-60} \
         meson test -C "$dir" --print-errorlogs --num-processes 1 --timeout-multiplier 4 "$@" || status=1
     n=$(find "$reports" -type f | wc -l)
