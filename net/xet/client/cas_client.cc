@@ -29,14 +29,7 @@ namespace {
 std::optional<uint64_t> content_range_total(std::string_view v) {
   size_t slash = v.rfind('/');
   if (slash == std::string_view::npos) return std::nullopt;
-  auto total = trim(v.substr(slash + 1));
-  uint64_t n = 0;
-  if (total.empty() || total.size() > 19) return std::nullopt;
-  for (char c : total) {
-    if (c < '0' || c > '9') return std::nullopt;
-    n = n * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return n;
+  return parse_u64(trim(v.substr(slash + 1)));
 }
 
 int env_version(const char* name) {
