@@ -191,10 +191,16 @@ Status UploadSession::place(const StreamChunk& c, FileCtx& f) {
   return place_local(c.data, c.hash, f);
 }
 
+bool UploadSession::query_candidate(const StreamChunk& c, const FileCtx& f) const {
+  // The file's first chunk (f.res->size counts the bytes read so far: the whole file when it
+  // fits one read block) and eligible chunks.
+  return opts_.global_dedup &&
+         ((f.chunks_seen == 0 && f.res->size >= opts_.min_dedup_file) || is_global_dedup_eligible(c.hash));
+}
+
 Task<void> UploadSession::maybe_query(const StreamChunk& c, FileCtx& f) {
-  // XC's policy (§9.2): the file's first chunk, and eligible chunks not deduplicated locally.
-  if (!opts_.global_dedup || stats_.dedup_queries >= opts_.max_dedup_queries) co_return;
-  if (!is_global_dedup_eligible(c.hash) && (f.chunks_seen != 0 || f.res->size < opts_.min_dedup_file)) co_return;
+  // Candidates not deduplicated locally, within the session's query budget.
+  if (stats_.dedup_queries >= opts_.max_dedup_queries) co_return;
   uint32_t len = static_cast<uint32_t>(c.data.size());
   if (*f.known && (*f.known)(c.offset, len)) co_return;
   if (placed_.count(c.hash) || dedup_.find(c.hash, len, now_unix())) co_return;
@@ -213,10 +219,7 @@ Task<void> UploadSession::maybe_query(const StreamChunk& c, FileCtx& f) {
 
 Task<Status> UploadSession::take(const std::vector<StreamChunk>& chunks, FileCtx& f) {
   for (const StreamChunk& c : chunks) {
-    // f.res->size counts the bytes read so far: the whole file when it fits one read block.
-    if (opts_.global_dedup && ((f.chunks_seen == 0 && f.res->size >= opts_.min_dedup_file) || is_global_dedup_eligible(c.hash))) {
-      co_await maybe_query(c, f);
-    }
+    if (query_candidate(c, f)) co_await maybe_query(c, f);
     HF_CO_TRY(place(c, f));
   }
   co_return Status{};

@@ -179,6 +179,9 @@ class UploadSession {
   void place_existing(const Hash& h, uint32_t len, const CasChunkRef& at, bool global, FileCtx& f);
   void count_term(FileCtx& f);
   Status flush_run(FileCtx& f, bool take_it);
+  // XC's query policy (§9.2): is `c` a chunk the CAS may be asked about? Checked before
+  // maybe_query so that most chunks cost no coroutine frame.
+  bool query_candidate(const StreamChunk& c, const FileCtx& f) const;
   Task<void> maybe_query(const StreamChunk& c, FileCtx& f);
   int64_t now_unix() const;
   Status seal_open_xorb();
