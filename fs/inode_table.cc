@@ -76,43 +76,36 @@ std::optional<NodeInfo> InodeTable::get(uint64_t ino) const {
   return info_of(*it->second);
 }
 
-InodeTable::ChildLookup InodeTable::lookup(uint64_t parent, std::string_view name) const {
-  std::shared_lock lk(mu_);
-  ChildLookup r;
+InodeTable::Node* InodeTable::child_locked(uint64_t parent, std::string_view name, ChildState* state) const {
   auto it = nodes_.find(parent);
   if (it == nodes_.end() || it->second->kind != NodeKind::dir) {
-    r.state = ChildState::absent;
-    return r;
+    *state = ChildState::absent;
+    return nullptr;
   }
   const Node& dir = *it->second;
   auto c = dir.children.find(name);
   if (c == dir.children.end()) {
-    r.state = dir.listed ? ChildState::absent : ChildState::unknown;
-    return r;
+    *state = dir.listed ? ChildState::absent : ChildState::unknown;
+    return nullptr;
   }
-  r.state = ChildState::found;
-  r.info = info_of(*nodes_.at(c->second));
+  *state = ChildState::found;
+  return nodes_.at(c->second).get();
+}
+
+InodeTable::ChildLookup InodeTable::lookup(uint64_t parent, std::string_view name) const {
+  std::shared_lock lk(mu_);
+  ChildLookup r;
+  if (const Node* child = child_locked(parent, name, &r.state)) r.info = info_of(*child);
   return r;
 }
 
 InodeTable::ChildLookup InodeTable::lookup_counted(uint64_t parent, std::string_view name) {
   std::unique_lock lk(mu_);
   ChildLookup r;
-  auto it = nodes_.find(parent);
-  if (it == nodes_.end() || it->second->kind != NodeKind::dir) {
-    r.state = ChildState::absent;
-    return r;
+  if (Node* child = child_locked(parent, name, &r.state)) {
+    child->nlookup += 1;
+    r.info = info_of(*child);
   }
-  const Node& dir = *it->second;
-  auto c = dir.children.find(name);
-  if (c == dir.children.end()) {
-    r.state = dir.listed ? ChildState::absent : ChildState::unknown;
-    return r;
-  }
-  Node& child = *nodes_.at(c->second);
-  child.nlookup += 1;
-  r.state = ChildState::found;
-  r.info = info_of(child);
   return r;
 }
 
@@ -217,6 +210,13 @@ void InodeTable::end_local_change(uint64_t dir) {
   if (it == nodes_.end()) return;
   if (it->second->busy > 0) it->second->busy--;
   it->second->changed_epoch = ++epoch_;
+}
+
+void InodeTable::attrs_changed_locked(const Node& child) {
+  auto p = nodes_.find(child.parent);
+  if (p == nodes_.end()) return;
+  p->second->snap.reset();
+  p->second->changed_epoch = ++epoch_;
 }
 
 void InodeTable::touch_locked(uint64_t dir_ino) {
@@ -467,10 +467,7 @@ void InodeTable::set_size(uint64_t ino, uint64_t size, int64_t mtime_ns) {
   if (it == nodes_.end()) return;
   it->second->size = size;
   if (mtime_ns) it->second->mtime_ns = mtime_ns;
-  if (auto p = nodes_.find(it->second->parent); p != nodes_.end()) {
-    p->second->snap.reset();
-    p->second->changed_epoch = ++epoch_;
-  }
+  attrs_changed_locked(*it->second);
 }
 
 void InodeTable::set_content(uint64_t ino, const Content& c, uint64_t size, int64_t mtime_ns) {
@@ -481,10 +478,7 @@ void InodeTable::set_content(uint64_t ino, const Content& c, uint64_t size, int6
   it->second->content = c;
   it->second->size = size;
   if (mtime_ns) it->second->mtime_ns = mtime_ns;
-  if (auto p = nodes_.find(it->second->parent); p != nodes_.end()) {
-    p->second->snap.reset();
-    p->second->changed_epoch = ++epoch_;
-  }
+  attrs_changed_locked(*it->second);
 }
 
 void InodeTable::set_written(uint64_t ino, uint64_t size, int64_t mtime_ns, const Content& staged) {
@@ -496,10 +490,7 @@ void InodeTable::set_written(uint64_t ino, uint64_t size, int64_t mtime_ns, cons
   if (mtime_ns) n.mtime_ns = mtime_ns;
   n.local = true;
   if (n.parent == 0 && n.ino != kRootIno) n.content = staged;
-  if (auto p = nodes_.find(n.parent); p != nodes_.end()) {
-    p->second->snap.reset();
-    p->second->changed_epoch = ++epoch_;
-  }
+  attrs_changed_locked(n);
 }
 
 void InodeTable::set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optional<uint32_t> uid,
@@ -512,10 +503,7 @@ void InodeTable::set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optio
   if (uid) n.uid = *uid;
   if (gid) n.gid = *gid;
   if (mtime_ns) n.mtime_ns = *mtime_ns;
-  if (auto p = nodes_.find(n.parent); p != nodes_.end()) {
-    p->second->snap.reset();
-    p->second->changed_epoch = ++epoch_;
-  }
+  attrs_changed_locked(n);
 }
 
 std::vector<uint64_t> InodeTable::listed_directories() const {

@@ -192,7 +192,11 @@ class InodeTable {
   std::string path_locked(const Node& n) const;
   uint64_t allocate_ino(const std::string& path) const;
   void detach_locked(Node& child);      // remove from parent's children
+  // The child `name` of directory `parent`, or nullptr with the reason in *state.
+  Node* child_locked(uint64_t parent, std::string_view name, ChildState* state) const;
   void touch_locked(uint64_t dir_ino);  // a local change in this directory (see apply_listing)
+  // A child's attributes changed: its directory's snapshot is stale and it changed locally.
+  void attrs_changed_locked(const Node& child);
   void maybe_free_locked(uint64_t ino);  // free an orphan (and orphaned subtree) at nlookup 0
 
   InodeTableOptions opts_;
