@@ -33,12 +33,23 @@ fi
 python3 - "$BUILD/meson-logs/testlog.json" "$sanitizers" <<'PY'
 import json, sys, collections
 c = collections.Counter()
+bad = ("FAIL", "TIMEOUT", "ERROR", "UNEXPECTEDPASS")
+failures = []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     c[r["result"]] += 1
+    if r["result"] in bad:
+        failures.append(r)
 total = sum(c.values())
-failed = c["FAIL"] + c["TIMEOUT"] + c["ERROR"] + c["UNEXPECTEDPASS"]
-print(f"hf-mount-cpp check: {total} tests, {c['OK'] + c['EXPECTEDFAIL']} passed, {failed} failed, {c['SKIP']} skipped; "
+failed = sum(c[k] for k in bad)
+# CI keeps only the tail of the output: repeat each failure's own last lines here, so the
+# reason is visible without the full log.
+for r in failures:
+    print(f"--- {r['name']}: {r['result']} (last lines of its output) ---")
+    tail = (r.get("stdout") or "").splitlines()[-40:]
+    print("\n".join(tail))
+names = "".join(f" [{r['name']}]" for r in failures)
+print(f"hf-mount-cpp check: {total} tests, {c['OK'] + c['EXPECTEDFAIL']} passed, {failed} failed{names}, {c['SKIP']} skipped; "
       f"sanitizers {sys.argv[2]}")
 PY
 exit $status
