@@ -338,6 +338,20 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
     HF_CO_TRY(co_await remote_.commit(std::move(ops), cancel));
   }
   if (ops_id) (void)meta_->delete_ops(ops_id);
+  // A replaced file's pending upload has nowhere to go any more (the name is the moved
+  // file's now): its journal entry goes, or the next mount would resume it over the file that
+  // took its name. Before the entries of the moved files are written at their new paths (the
+  // journal is keyed by path).
+  if (dst.state == InodeTable::ChildState::found && dst.info.attr.kind == NodeKind::file && meta_) {
+    if (auto dws = write_state(dst.info.attr.ino)) {
+      std::lock_guard lk(mu_);
+      if (dws->journaled) {
+        (void)meta_->delete_pending(new_path);
+        dws->journaled = false;
+        dws->staged->keep_on_disk(false);
+      }
+    }
+  }
   // Files with uncommitted changes move their journal entries along.
   for (auto& [ino, rel] : files) {
     auto ws = write_state(ino);

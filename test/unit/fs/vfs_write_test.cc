@@ -593,3 +593,49 @@ TEST_CASE("writes during a commit keep the file's size; the commit never shrinks
   CHECK(b.vfs->getattr(ino)->size == all.size());
   b.vfs->release(fh);
 }
+
+TEST_CASE("a journaled file renamed over is not resumed over its replacement after a crash") {
+  JournaledBucket b;
+  auto old_f = random_bytes(300000, 40), new_g = random_bytes(200000, 41);
+  {
+    IoThreads process;
+    boost::asio::thread_pool process_cpu(1);
+    auto v = b.make(true, &process, &process_cpu);
+    // g is committed.
+    auto g = v->create(kRootIno, "g", 0644, O_WRONLY);
+    REQUIRE(g.ok());
+    REQUIRE(v->write(g->second.fh, 0, new_g).ok());
+    REQUIRE(process.run(v->flush(g->second.fh, nullptr)).ok());
+    v->release(g->second.fh);
+    REQUIRE(b.wait_committed("g", new_g));
+    for (int i = 0; i < 500 && !b.meta->list_pending().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(b.meta->list_pending().empty());
+    // f is acknowledged (journaled) but its upload cannot finish; batches still work.
+    b.remote.fail_put_xorb = 1 << 30;
+    auto f = v->create(kRootIno, "f", 0644, O_WRONLY);
+    REQUIRE(f.ok());
+    REQUIRE(v->write(f->second.fh, 0, old_f).ok());
+    REQUIRE(process.run(v->flush(f->second.fh, nullptr)).ok());
+    v->release(f->second.fh);
+    REQUIRE(b.meta->list_pending().size() == 1);
+    // mv g f: the replaced f's pending upload has nowhere to go any more.
+    REQUIRE(process.run(v->rename(kRootIno, "g", kRootIno, "f", false, nullptr)).ok());
+    CHECK(b.remote.committed("f") == new_g);
+    CHECK_FALSE(b.remote.committed("g"));
+    CHECK(b.meta->list_pending().empty());
+    // "kill -9".
+    process.stop();
+    process_cpu.stop();
+    process_cpu.join();
+    v.reset();
+  }
+  b.remote.fail_put_xorb = 0;
+  auto v = b.make(true);
+  REQUIRE(b.io.run(v->recover_journal()).ok());
+  // Give a (wrongly) resumed upload the time to land.
+  for (int i = 0; i < 100 && !b.meta->list_pending().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(b.remote.committed("f") == new_g);
+  CHECK(b.meta->list_pending().empty());
+  b.io.stop();
+}
