@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "base/async.h"
+#include "base/async_mutex.h"
 #include "base/cancel.h"
 #include "base/result.h"
 #include "fs/chunk_cache.h"
@@ -265,6 +266,12 @@ class Vfs {
   VfsStats stats_;
   CancelPtr life_ = make_cancel();
 
+  // Serializes what ties a file's path to the bucket: rename and unlink (their remote batches,
+  // journal moves and local change) against a commit's path resolution, journal entry and
+  // batch. Without it a commit that resolved its path before a rename put the file's bytes at
+  // a name that had moved on (over the file renamed there) or resurrected an unlinked one.
+  // Never held across an upload, and never taken by a holder again (not recursive).
+  AsyncMutex ns_mu_;
   mutable std::mutex mu_;
   std::vector<std::string> revs_;  // revision table (Content::rev indexes it)
   uint64_t next_fh_ = 1;

@@ -199,6 +199,7 @@ Result<EntryOut> Vfs::symlink(std::string target, uint64_t parent, std::string n
 Task<Status> Vfs::unlink(uint64_t parent, std::string name, CancelPtr cancel) {
   HF_CO_TRY(check_writable());
   HF_CO_TRY(co_await ensure_listed(parent, cancel));
+  auto ns = co_await ns_mu_.lock();  // no commit of this file resolves its path meanwhile
   auto r = table_.lookup(parent, name);
   if (r.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such file");
   if (r.info.attr.kind == NodeKind::dir) co_return Error(Errc::is_dir, "is a directory");
@@ -247,6 +248,9 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
   HF_CO_TRY(check_writable());
   HF_CO_TRY(co_await ensure_listed(parent, cancel));
   HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
+  // Until the local rename: no commit resolves a path, writes its journal entry or sends its
+  // batch meanwhile (it would target a name this rename moves, or read content it moves).
+  auto ns = co_await ns_mu_.lock();
   auto src = table_.lookup(parent, name);
   if (src.state != InodeTable::ChildState::found) co_return Error(Errc::not_found, "no such file or directory");
   auto dst = table_.lookup(new_parent, new_name);
@@ -497,7 +501,10 @@ Task<Status> Vfs::flush(uint64_t fh, CancelPtr cancel) {
     if (it == files_.end() || !it->second->writable) co_return Status{};
     ino = it->second->ino;
   }
-  if (cfg_.async_writeback) co_return persist_locally(ino);
+  if (cfg_.async_writeback) {
+    auto ns = co_await ns_mu_.lock();  // its journal entry is keyed by the path (see ns_mu_)
+    co_return persist_locally(ino);
+  }
   co_return co_await commit_ino(ino, cancel);
 }
 
@@ -521,7 +528,10 @@ Task<Status> Vfs::fsync(uint64_t fh, CancelPtr cancel) {
     if (it == files_.end()) co_return Error(Errc::bad_handle, "unknown file handle");
     ino = it->second->ino;
   }
-  if (cfg_.async_writeback) co_return persist_locally(ino);
+  if (cfg_.async_writeback) {
+    auto ns = co_await ns_mu_.lock();  // its journal entry is keyed by the path (see ns_mu_)
+    co_return persist_locally(ino);
+  }
   co_return co_await commit_ino(ino, cancel);
 }
 
@@ -585,25 +595,31 @@ Task<Status> Vfs::commit_ino(uint64_t ino, CancelPtr cancel) {
 }
 
 Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
-  auto path = table_.path(ino);
   uint64_t gen = ws->staged->generation();
-  if (!path) {  // unlinked while open: there is nothing left to commit
-    std::lock_guard lk(mu_);
-    ws->committed_gen = gen;
-    co_return Status{};
-  }
-  std::string name = path->substr(path->rfind('/') == std::string::npos ? 0 : path->rfind('/') + 1);
-  if (cfg_.filter_os_junk && is_os_junk(name)) {
-    std::lock_guard lk(mu_);
-    ws->committed_gen = gen;  // kept in the mount, never uploaded
-    co_return Status{};
-  }
+  // The path is resolved, and used, only under ns_mu_ (see there); a rename or unlink may run
+  // while the content uploads, so it is resolved again for the batch.
+  // Nothing to send: the node lost its name (unlinked, renamed over: its staged bytes are its
+  // content now, see orphaned_locked) or has a junk name (kept in the mount, never uploaded).
+  auto nothing_to_send = [&](const std::optional<std::string>& p) {
+    if (!p) return true;
+    std::string name = p->substr(p->rfind('/') == std::string::npos ? 0 : p->rfind('/') + 1);
+    return cfg_.filter_os_junk && is_os_junk(name);
+  };
   xet::UploadSink* sink = remote_.upload_sink();
   if (!sink) co_return Error(Errc::read_only, "this source cannot be written");
-
-  // Journal first: if the process dies during the upload, the next mount resumes it.
-  if (Status js = journal(ino, *path, *ws); !js.ok()) {
-    HF_LOG_DEBUG("write", "journal unavailable for {}: {}", *path, js.error().describe());
+  std::optional<std::string> path;
+  {
+    auto ns = co_await ns_mu_.lock();
+    path = table_.path(ino);
+    if (nothing_to_send(path)) {
+      std::lock_guard lk(mu_);
+      ws->committed_gen = gen;
+      co_return Status{};
+    }
+    // Journal first: if the process dies during the upload, the next mount resumes it.
+    if (Status js = journal(ino, *path, *ws); !js.ok()) {
+      HF_LOG_DEBUG("write", "journal unavailable for {}: {}", *path, js.error().describe());
+    }
   }
   uint64_t size = ws->staged->size();
   uint64_t base_limit = ws->staged->base_limit();
@@ -664,6 +680,15 @@ Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
   auto up = co_await session.add_file(std::move(read), std::move(known));
   if (!up.ok()) co_return std::move(up).error();
   HF_CO_TRY(co_await session.finish());
+  // From the path's resolution to the node's new content: atomic with respect to rename and
+  // unlink (a rename reads the content it moves; the journal is keyed by path).
+  auto ns = co_await ns_mu_.lock();
+  path = table_.path(ino);
+  if (nothing_to_send(path)) {
+    std::lock_guard lk(mu_);
+    ws->committed_gen = gen;
+    co_return Status{};
+  }
   auto n = table_.get(ino);
   int64_t mtime_ns = n ? n->attr.mtime_ns : now_unix_ns();
   stats_.batches.fetch_add(1, std::memory_order_relaxed);

@@ -62,6 +62,8 @@ class FakeRemote : public Remote, public xet::UploadSink {
   // Run once at the start of the next commit() (before its batch applies): lets a test act
   // while a commit is in flight. Set it before the commit starts.
   std::function<void(const std::vector<CommitOp>&)> before_commit;
+  // Run once at the start of the next put_shard() (an upload's last step before its batch).
+  std::function<void()> before_shard;
   bool writable = false;
   // Counters.
   std::atomic<uint64_t> reconstruct_calls{0}, fetch_calls{0}, fetched_bytes{0}, list_calls{0}, download_calls{0};
@@ -285,6 +287,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
   }
 
   Task<Status> put_shard(std::shared_ptr<const std::string> bytes) override {
+    if (auto hook = std::exchange(before_shard, nullptr)) hook();
     auto s = xet::parse_shard(std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
     if (!s.ok()) co_return s.error();
     std::lock_guard lk(mu_);

@@ -639,3 +639,45 @@ TEST_CASE("a journaled file renamed over is not resumed over its replacement aft
   CHECK(b.meta->list_pending().empty());
   b.io.stop();
 }
+
+TEST_CASE("a commit racing a rename targets the file's name at the time of its batch") {
+  Bucket b;
+  auto a = random_bytes(100000, 50), g_bytes = random_bytes(80000, 51), c_bytes = random_bytes(90000, 52);
+  SECTION("renamed over during the upload: the replaced file's bytes never land on the new file") {
+    REQUIRE(b.write_file("g", g_bytes).ok());
+    auto f = b.vfs->create(kRootIno, "f", 0644, O_WRONLY);
+    REQUIRE(f.ok());
+    REQUIRE(b.vfs->write(f->second.fh, 0, a).ok());
+    // close(f) uploads; meanwhile (another thread) mv g f completes.
+    b.remote.before_shard = [&] {
+      auto st = std::async(std::launch::async, [&] {
+        return b.io.run(b.vfs->rename(kRootIno, "g", kRootIno, "f", false, nullptr));
+      }).get();
+      REQUIRE(st.ok());
+    };
+    REQUIRE(b.io.run(b.vfs->flush(f->second.fh, nullptr)).ok());
+    b.vfs->release(f->second.fh);
+    CHECK(b.remote.committed("f") == g_bytes);
+    CHECK_FALSE(b.remote.committed("g"));
+  }
+  SECTION("renamed during the upload: the new bytes go to the new name, the old one stays gone") {
+    REQUIRE(b.write_file("f", a).ok());
+    uint64_t ino = b.ino(*b.vfs, "f");
+    REQUIRE(ino);
+    auto o = b.vfs->open(ino, O_WRONLY);
+    REQUIRE(o.ok());
+    REQUIRE(b.vfs->write(o->fh, 0, c_bytes).ok());
+    b.remote.before_shard = [&] {
+      auto st = std::async(std::launch::async, [&] {
+        return b.io.run(b.vfs->rename(kRootIno, "f", kRootIno, "h", false, nullptr));
+      }).get();
+      REQUIRE(st.ok());
+    };
+    REQUIRE(b.io.run(b.vfs->flush(o->fh, nullptr)).ok());
+    b.vfs->release(o->fh);
+    auto want = c_bytes;
+    want.insert(want.end(), a.begin() + c_bytes.size(), a.end());
+    CHECK_FALSE(b.remote.committed("f"));
+    CHECK(b.remote.committed("h") == want);
+  }
+}
