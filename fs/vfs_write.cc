@@ -378,12 +378,15 @@ Task<Result<EntryOut>> Vfs::link(uint64_t ino, uint64_t new_parent, std::string 
   if (!n) co_return Error(Errc::not_found, "no such file");
   if (n->attr.kind != NodeKind::file) co_return Error(Errc::not_permitted, "hard links to directories are not allowed");
   HF_CO_TRY(co_await flush_ino_if_dirty(ino, cancel));
+  HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
+  // From reading the content to the new name: atomic with respect to rename, unlink and
+  // commits (see ns_mu_), or the link could copy content a commit has just replaced.
+  auto ns = co_await ns_mu_.lock();
   n = table_.get(ino);
   bool empty = n && n->content.source == Content::Source::empty;
   if (!n || (n->content.source != Content::Source::xet && !empty)) {
     co_return Error(Errc::unsupported, "only committed files can be linked");
   }
-  HF_CO_TRY(co_await ensure_listed(new_parent, cancel));
   if (table_.lookup(new_parent, new_name).state == InodeTable::ChildState::found) co_return Error(Errc::exists, "target exists");
   LocalChange busy(table_, {new_parent});
   xet::Hash h;  // all zeros for an empty file
@@ -427,11 +430,17 @@ Task<Result<Attr>> Vfs::setattr(uint64_t ino, SetAttrIn in, CancelPtr cancel) {
     table_.set_meta(ino, in.mode, in.uid, in.gid, in.mtime_ns);
   }
   // An mtime change of a clean committed file is sent to the bucket (the API carries mtime).
-  if (in.mtime_ns && !in.size && n->attr.kind == NodeKind::file && n->content.source == Content::Source::xet &&
-      !table_.is_local(ino) && !write_state(ino)) {
-    xet::Hash h;
-    h.bytes = n->content.id;
-    if (auto p = table_.path(ino)) {
+  // Decided and sent under ns_mu_: a commit finishing meanwhile would otherwise see its new
+  // content replaced by the hash read here, and a rename would leave the batch on the old name.
+  if (in.mtime_ns && !in.size && n->attr.kind == NodeKind::file) {
+    auto ns = co_await ns_mu_.lock();
+    auto cur = table_.get(ino);
+    bool clean_committed = cur && cur->content.source == Content::Source::xet && !table_.is_local(ino) && !write_state(ino);
+    std::optional<std::string> p;
+    if (clean_committed) p = table_.path(ino);
+    if (p) {
+      xet::Hash h;
+      h.bytes = cur->content.id;
       stats_.batches.fetch_add(1, std::memory_order_relaxed);
       std::vector<CommitOp> ops(1);
       ops[0].path = *p;

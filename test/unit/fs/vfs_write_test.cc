@@ -4,6 +4,7 @@
 
 #include <boost/asio/thread_pool.hpp>
 #include <filesystem>
+#include <future>
 #include <random>
 
 #include "base/sha256.h"
@@ -680,4 +681,34 @@ TEST_CASE("a commit racing a rename targets the file's name at the time of its b
     CHECK_FALSE(b.remote.committed("f"));
     CHECK(b.remote.committed("h") == want);
   }
+}
+
+TEST_CASE("an mtime change racing a commit of new content never puts the old content back") {
+  Bucket b;
+  auto a = random_bytes(100000, 60), c_bytes = random_bytes(100000, 61);
+  REQUIRE(b.write_file("f", a).ok());
+  uint64_t ino = b.ino(*b.vfs, "f");
+  REQUIRE(ino);
+  // touch -m f: its batch (old content, new mtime) is held in flight while another thread
+  // writes f and closes it. That commit must not land before the touch's batch, or the touch
+  // would put the old bytes back over the new ones.
+  std::future<Status> writer;
+  b.remote.before_commit = [&](const std::vector<CommitOp>&) {
+    writer = std::async(std::launch::async, [&]() -> Status {
+      auto o = b.vfs->open(ino, O_WRONLY);
+      if (!o.ok()) return std::move(o).error();
+      if (auto w = b.vfs->write(o->fh, 0, c_bytes); !w.ok()) return std::move(w).error();
+      auto st = b.io.run(b.vfs->flush(o->fh, nullptr));
+      b.vfs->release(o->fh);
+      return st;
+    });
+    // Long enough for the writer's commit to finish if nothing orders it after this batch.
+    (void)writer.wait_for(std::chrono::milliseconds(700));
+  };
+  SetAttrIn in;
+  in.mtime_ns = int64_t{1700000000} * 1000000000;
+  REQUIRE(b.io.run(b.vfs->setattr(ino, in, nullptr)).ok());
+  REQUIRE(writer.valid());
+  REQUIRE(writer.get().ok());
+  CHECK(b.remote.committed("f") == c_bytes);
 }
