@@ -85,6 +85,8 @@ class Session {
   SessionOptions opts_;
   bool mounted_ = false;
   bool handlers_ = false;
+  bool have_dev_ = false;  // dev_: the mount's device number, to tell whether it is still there
+  unsigned dev_major_ = 0, dev_minor_ = 0;
 };
 
 }  // namespace hf::fs::fuse

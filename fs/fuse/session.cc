@@ -88,18 +88,37 @@ struct fuse_lowlevel_ops make_ops() {
   return ops;
 }
 
-// The mount's device number from /proc/self/mountinfo: stat()ing our own mountpoint here would
-// send a request to a session that is not serving yet.
-static bool mount_dev(const std::string& mountpoint, unsigned* maj, unsigned* min) {
+// Calls f(major, minor, mountpoint) for each line of /proc/self/mountinfo.
+template <typename F>
+static void each_mount(F&& f) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
-  bool found = false;
   while (std::getline(in, line)) {
     std::istringstream ls(line);
     std::string id, parent, dev, root, mp;
     ls >> id >> parent >> dev >> root >> mp;
-    if (mp == mountpoint && std::sscanf(dev.c_str(), "%u:%u", maj, min) == 2) found = true;  // last wins
+    unsigned maj = 0, min = 0;
+    if (std::sscanf(dev.c_str(), "%u:%u", &maj, &min) == 2) f(maj, min, mp);
   }
+}
+
+// The mount's device number from /proc/self/mountinfo: stat()ing our own mountpoint here would
+// send a request to a session that is not serving yet.
+static bool mount_dev(const std::string& mountpoint, unsigned* maj, unsigned* min) {
+  bool found = false;
+  each_mount([&](unsigned a, unsigned b, const std::string& mp) {
+    if (mp != mountpoint) return;
+    *maj = a;  // last wins
+    *min = b;
+    found = true;
+  });
+  return found;
+}
+
+// True while a mount with this device number is in our mount namespace.
+static bool mounted_by_device(unsigned maj, unsigned min) {
+  bool found = false;
+  each_mount([&](unsigned a, unsigned b, const std::string&) { found |= a == maj && b == min; });
   return found;
 }
 
@@ -131,12 +150,11 @@ Result<std::unique_ptr<Session>> Session::mount(FuseContext& ctx, const SessionO
     return Error(Errc::io, "cannot mount on " + opts.mountpoint + " (is it an existing, empty directory?)");
   }
   s->mounted_ = true;
-  if (opts.read_ahead_kb) {
-    unsigned maj = 0, min = 0;
-    if (mount_dev(opts.mountpoint, &maj, &min)) {
-      ctx.read_ahead_path = "/sys/class/bdi/" + std::to_string(maj) + ":" + std::to_string(min) + "/read_ahead_kb";
-      ctx.read_ahead_kb = opts.read_ahead_kb;
-    }
+  s->have_dev_ = mount_dev(opts.mountpoint, &s->dev_major_, &s->dev_minor_);
+  if (opts.read_ahead_kb && s->have_dev_) {
+    ctx.read_ahead_path = "/sys/class/bdi/" + std::to_string(s->dev_major_) + ":" + std::to_string(s->dev_minor_) +
+                          "/read_ahead_kb";
+    ctx.read_ahead_kb = opts.read_ahead_kb;
   }
   return s;
 }
@@ -152,6 +170,17 @@ int Session::loop() {
   // SIGTERM, SIGINT and SIGHUP are requested stops (systemd's stop is a SIGTERM), not failures.
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     if (r == sig || r == -sig) r = 0;
+  }
+  if (r != 0) {
+    // A worker's read of /dev/fuse can fail while a lazy unmount (umount -l) tears the
+    // connection down under busy files; once the mount is gone that is the requested stop.
+    std::string what = r < 0 ? std::strerror(-r) : fmt::format("status {}", r);
+    if (have_dev_ && !mounted_by_device(dev_major_, dev_minor_)) {
+      HF_LOG_INFO("fuse", "session ended ({}) after the filesystem was unmounted", what);
+      r = 0;
+    } else {
+      HF_LOG_ERROR("fuse", "the FUSE session failed: {}", what);
+    }
   }
   return r;
 }
