@@ -32,6 +32,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <set>
 #include <vector>
 
 #include "base/async.h"
@@ -66,6 +67,10 @@ struct VfsConfig {
   // retried until they succeed, and resume at the next mount after a crash.
   bool async_writeback = false;
   int commit_retry_base_ms = 250;
+  // writeback=async: small files closed within this window share one upload session and one
+  // batch (up to group_max_files per group).
+  int group_gather_ms = 50;
+  size_t group_max_files = 500;
   xet::UploadOptions upload;
 };
 
@@ -252,6 +257,25 @@ class Vfs {
   void commit_in_background(uint64_t ino);
   Task<Status> replay_ops(MetaStore::PendingOps ops);
   Task<Status> commit_once(uint64_t ino, std::shared_ptr<WriteState> ws);
+  // One file of a group commit; the caller holds each member's ws->flight.
+  struct GroupMember {
+    uint64_t ino = 0;
+    std::shared_ptr<WriteState> ws;
+    uint64_t gen = 0;                 // staged generation this commit sends
+    bool skip = false;                // nothing to send (no name, junk name)
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    std::optional<std::string> path;  // as resolved for the batch
+    xet::FileUploadResult up;
+  };
+  // Uploads the members' contents in one session and sends one batch; all or nothing.
+  Task<Status> commit_group(std::vector<GroupMember>& members);
+  bool nothing_to_send(const std::optional<std::string>& path) const;
+  std::pair<xet::ReadFn, xet::KnownAt> upload_source(const WriteState& ws, uint64_t size);
+  // writeback=async: commits the queued small files in groups until the queue is empty.
+  Task<void> group_flusher(CancelPtr life);
+  static constexpr uint64_t kGroupFileLimit = 8 << 20;     // larger files commit alone
+  static constexpr uint64_t kGroupBytesLimit = 256 << 20;  // per group
   Task<Result<ReadData>> read_staged(std::shared_ptr<WriteState> ws, uint64_t off, uint64_t len, CancelPtr cancel);
   Status check_writable() const;
   std::string full_path(uint64_t parent, std::string_view name);
@@ -273,6 +297,8 @@ class Vfs {
   // Never held across an upload, and never taken by a holder again (not recursive).
   AsyncMutex ns_mu_;
   mutable std::mutex mu_;
+  std::set<uint64_t> group_queue_;     // under mu_: small files waiting for a group commit
+  bool group_flusher_running_ = false;  // under mu_
   std::vector<std::string> revs_;  // revision table (Content::rev indexes it)
   uint64_t next_fh_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<FileHandle>> files_;

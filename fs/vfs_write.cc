@@ -604,36 +604,22 @@ Task<Status> Vfs::commit_ino(uint64_t ino, CancelPtr cancel) {
 }
 
 Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
-  uint64_t gen = ws->staged->generation();
-  // The path is resolved, and used, only under ns_mu_ (see there); a rename or unlink may run
-  // while the content uploads, so it is resolved again for the batch.
-  // Nothing to send: the node lost its name (unlinked, renamed over: its staged bytes are its
-  // content now, see orphaned_locked) or has a junk name (kept in the mount, never uploaded).
-  auto nothing_to_send = [&](const std::optional<std::string>& p) {
-    if (!p) return true;
-    std::string name = p->substr(p->rfind('/') == std::string::npos ? 0 : p->rfind('/') + 1);
-    return cfg_.filter_os_junk && is_os_junk(name);
-  };
-  xet::UploadSink* sink = remote_.upload_sink();
-  if (!sink) co_return Error(Errc::read_only, "this source cannot be written");
-  std::optional<std::string> path;
-  {
-    auto ns = co_await ns_mu_.lock();
-    path = table_.path(ino);
-    if (nothing_to_send(path)) {
-      std::lock_guard lk(mu_);
-      ws->committed_gen = gen;
-      co_return Status{};
-    }
-    // Journal first: if the process dies during the upload, the next mount resumes it.
-    if (Status js = journal(ino, *path, *ws); !js.ok()) {
-      HF_LOG_DEBUG("write", "journal unavailable for {}: {}", *path, js.error().describe());
-    }
-  }
-  uint64_t size = ws->staged->size();
-  uint64_t base_limit = ws->staged->base_limit();
-  auto staged = ws->staged;
-  auto base = ws->base;
+  std::vector<GroupMember> one(1);
+  one[0].ino = ino;
+  one[0].ws = std::move(ws);
+  co_return co_await commit_group(one);
+}
+
+bool Vfs::nothing_to_send(const std::optional<std::string>& path) const {
+  if (!path) return true;
+  std::string name = path->substr(path->rfind('/') == std::string::npos ? 0 : path->rfind('/') + 1);
+  return cfg_.filter_os_junk && is_os_junk(name);
+}
+
+std::pair<xet::ReadFn, xet::KnownAt> Vfs::upload_source(const WriteState& ws, uint64_t size) {
+  uint64_t base_limit = ws.staged->base_limit();
+  auto staged = ws.staged;
+  auto base = ws.base;
   net::any_io_executor io = ex_;
   // Content reader for the uploader (runs on the cpu executor): staged bytes from the staging
   // file, the rest from the base content (cache or network, waited for here, off the io
@@ -685,66 +671,112 @@ Task<Status> Vfs::commit_once(uint64_t ino, std::shared_ptr<WriteState> ws) {
       return xet::ChunkLocation{x, c->index};
     };
   }
+  return {std::move(read), std::move(known)};
+}
+
+Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
+  xet::UploadSink* sink = remote_.upload_sink();
+  if (!sink) co_return Error(Errc::read_only, "this source cannot be written");
+  // A member whose node has nothing to send (see nothing_to_send) is done at its generation.
+  auto done_without_upload = [&](GroupMember& m) {
+    std::lock_guard lk(mu_);
+    m.ws->committed_gen = m.gen;
+    m.skip = true;
+  };
+  // Paths are resolved, and used, only under ns_mu_ (see there); a rename or unlink may run
+  // while the content uploads, so they are resolved again for the batch.
+  {
+    auto ns = co_await ns_mu_.lock();
+    for (auto& m : members) {
+      m.gen = m.ws->staged->generation();
+      auto path = table_.path(m.ino);
+      if (nothing_to_send(path)) {
+        done_without_upload(m);
+        continue;
+      }
+      // Journal first: if the process dies during the upload, the next mount resumes it.
+      if (Status js = journal(m.ino, *path, *m.ws); !js.ok()) {
+        HF_LOG_DEBUG("write", "journal unavailable for {}: {}", *path, js.error().describe());
+      }
+    }
+  }
+  // One upload session for the group: small files share xorbs and one shard.
   xet::UploadSession session(*sink, ex_, cpu_, cfg_.upload);
-  auto up = co_await session.add_file(std::move(read), std::move(known));
-  if (!up.ok()) co_return std::move(up).error();
+  for (auto& m : members) {
+    if (m.skip) continue;
+    m.size = m.ws->staged->size();
+    auto [read, known] = upload_source(*m.ws, m.size);
+    auto up = co_await session.add_file(std::move(read), std::move(known));
+    if (!up.ok()) co_return std::move(up).error();
+    m.up = *up;
+  }
   HF_CO_TRY(co_await session.finish());
-  // From the path's resolution to the node's new content: atomic with respect to rename and
+  // From the paths' resolution to the nodes' new content: atomic with respect to rename and
   // unlink (a rename reads the content it moves; the journal is keyed by path).
   auto ns = co_await ns_mu_.lock();
-  path = table_.path(ino);
-  if (nothing_to_send(path)) {
-    std::lock_guard lk(mu_);
-    ws->committed_gen = gen;
-    co_return Status{};
+  std::vector<CommitOp> ops;
+  for (auto& m : members) {
+    if (m.skip) continue;
+    m.path = table_.path(m.ino);
+    if (nothing_to_send(m.path)) {
+      done_without_upload(m);
+      continue;
+    }
+    auto n = table_.get(m.ino);
+    m.mtime_ns = n ? n->attr.mtime_ns : now_unix_ns();
+    CommitOp op;
+    op.path = *m.path;
+    op.hash = m.up.file_hash;
+    op.mtime_ms = m.mtime_ns / 1000000;
+    ops.push_back(std::move(op));
   }
-  auto n = table_.get(ino);
-  int64_t mtime_ns = n ? n->attr.mtime_ns : now_unix_ns();
+  if (ops.empty()) co_return Status{};
   stats_.batches.fetch_add(1, std::memory_order_relaxed);
-  std::vector<CommitOp> ops(1);
-  ops[0].path = *path;
-  ops[0].hash = up->file_hash;
-  ops[0].mtime_ms = mtime_ns / 1000000;
   HF_CO_TRY(co_await remote_.commit(std::move(ops), nullptr));
-  stats_.commits.fetch_add(1, std::memory_order_relaxed);
   stats_.uploaded_bytes.fetch_add(session.stats().xorb_bytes, std::memory_order_relaxed);
-  stats_.dedup_bytes.fetch_add(up->dedup_bytes, std::memory_order_relaxed);
 
-  Content c;
-  c.source = Content::Source::xet;
-  c.id = up->file_hash.bytes;
-  bool clean;
-  {
-    std::lock_guard lk(mu_);
-    ws->committed_gen = gen;
-    ws->ever_committed = true;
-    clean = ws->staged->generation() == gen;
-    // Writes that landed during the upload are not in this commit: the file stays dirty and
-    // its size (and mtime) are the staged ones, never the snapshot's (getattr would show a
-    // shrunk file until the next write). The staged file is authoritative while it exists.
-    table_.set_content(ino, c, ws->staged->size(), clean ? mtime_ns : 0);
-    if (clean) table_.set_local(ino, false);
-    kernel_content_[ino] = c.id;  // the kernel's pages already hold these bytes
-  }
-  if (clean && ws->journaled && meta_) {
-    if (meta_->delete_pending(*path).ok()) {
-      ws->journaled = false;
-      ws->staged->keep_on_disk(false);
+  for (auto& m : members) {
+    if (m.skip) continue;
+    auto& ws = m.ws;
+    stats_.commits.fetch_add(1, std::memory_order_relaxed);
+    stats_.dedup_bytes.fetch_add(m.up.dedup_bytes, std::memory_order_relaxed);
+    Content c;
+    c.source = Content::Source::xet;
+    c.id = m.up.file_hash.bytes;
+    bool clean;
+    {
+      std::lock_guard lk(mu_);
+      ws->committed_gen = m.gen;
+      ws->ever_committed = true;
+      clean = ws->staged->generation() == m.gen;
+      // Writes that landed during the upload are not in this commit: the file stays dirty and
+      // its size (and mtime) are the staged ones, never the snapshot's (getattr would show a
+      // shrunk file until the next write). The staged file is authoritative while it exists.
+      table_.set_content(m.ino, c, ws->staged->size(), clean ? m.mtime_ns : 0);
+      if (clean) table_.set_local(m.ino, false);
+      kernel_content_[m.ino] = c.id;  // the kernel's pages already hold these bytes
     }
-  }
-  if (clean) {
-    // Nobody has the file open any more (e.g. a resumed upload): drop the staged copy now,
-    // reads go to the committed content.
-    std::lock_guard lk(mu_);
-    bool open = false;
-    for (auto& [fh, h] : files_) open |= h->ino == ino;
-    auto it = writes_.find(ino);
-    if (!open && it != writes_.end() && it->second == ws && ws->writers == 0 && !ws->journaled &&
-        ws->staged->generation() == ws->committed_gen && !staged_only_locked(ino)) {
-      writes_.erase(it);
+    if (clean && ws->journaled && meta_) {
+      if (meta_->delete_pending(*m.path).ok()) {
+        ws->journaled = false;
+        ws->staged->keep_on_disk(false);
+      }
     }
+    if (clean) {
+      // Nobody has the file open any more (e.g. a resumed upload): drop the staged copy now,
+      // reads go to the committed content.
+      std::lock_guard lk(mu_);
+      bool open = false;
+      for (auto& [fh, h] : files_) open |= h->ino == m.ino;
+      auto it = writes_.find(m.ino);
+      if (!open && it != writes_.end() && it->second == ws && ws->writers == 0 && !ws->journaled &&
+          ws->staged->generation() == ws->committed_gen && !staged_only_locked(m.ino)) {
+        writes_.erase(it);
+      }
+    }
+    HF_LOG_DEBUG("write", "committed {} ({} bytes, {} new, {} deduplicated)", *m.path, m.size, m.up.new_bytes,
+                 m.up.dedup_bytes);
   }
-  HF_LOG_DEBUG("write", "committed {} ({} bytes, {} new, {} deduplicated)", *path, size, up->new_bytes, up->dedup_bytes);
   co_return Status{};
 }
 
@@ -769,13 +801,29 @@ Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
 }
 
 void Vfs::commit_in_background(uint64_t ino) {
+  bool start_flusher = false;
   {
     std::lock_guard lk(mu_);
     auto it = writes_.find(ino);
-    if (it == writes_.end() || it->second->background) return;
-    it->second->background = true;
+    if (it == writes_.end()) return;
+    if (it->second->staged->size() < kGroupFileLimit) {
+      // Small: joins the next group commit (cp -r, tar -x: one upload session and one batch
+      // for many files instead of one each).
+      group_queue_.insert(ino);
+      start_flusher = !std::exchange(group_flusher_running_, true);
+      if (!start_flusher) return;
+    } else {
+      // Large: its own session, concurrently with the others (the upload dominates, there is
+      // nothing to share).
+      if (it->second->background) return;
+      it->second->background = true;
+    }
   }
   auto life = life_;
+  if (start_flusher) {
+    net::co_spawn(ex_, group_flusher(life), net::detached);
+    return;
+  }
   net::co_spawn(
       ex_,
       [this, ino, life]() -> Task<void> {
@@ -795,6 +843,71 @@ void Vfs::commit_in_background(uint64_t ino) {
         if (auto it = writes_.find(ino); it != writes_.end()) it->second->background = false;
       },
       net::detached);
+}
+
+Task<void> Vfs::group_flusher(CancelPtr life) {
+  int delay_ms = 1000;
+  for (;;) {
+    // Let a burst of closes gather; a group in flight gathers the next one meanwhile.
+    co_await sleep_for_ms(cfg_.group_gather_ms);
+    if (life->cancelled()) co_return;
+    std::vector<GroupMember> group;
+    {
+      std::lock_guard lk(mu_);
+      std::vector<uint64_t> busy;
+      uint64_t bytes = 0;
+      while (!group_queue_.empty() && group.size() < cfg_.group_max_files && bytes < kGroupBytesLimit) {
+        uint64_t ino = *group_queue_.begin();
+        group_queue_.erase(group_queue_.begin());
+        auto it = writes_.find(ino);
+        if (it == writes_.end()) continue;
+        auto& ws = it->second;
+        if (ws->flight) {  // another commit of it runs (unmount, link): look again next round
+          busy.push_back(ino);
+          continue;
+        }
+        if (ws->staged->generation() == ws->committed_gen) continue;
+        ws->flight = SharedResult<Status>::create();
+        GroupMember m;
+        m.ino = ino;
+        m.ws = ws;
+        bytes += ws->staged->size();
+        group.push_back(std::move(m));
+      }
+      group_queue_.insert(busy.begin(), busy.end());
+      if (group.empty() && group_queue_.empty()) {
+        group_flusher_running_ = false;
+        co_return;
+      }
+    }
+    if (group.empty()) continue;
+    Status st = co_await commit_group(group);
+    for (auto& m : group) {
+      SharedResultPtr<Status> flight;
+      {
+        std::lock_guard lk(mu_);
+        flight = std::move(m.ws->flight);
+        m.ws->flight.reset();
+      }
+      flight->set(st);
+    }
+    if (life->cancelled()) co_return;
+    if (st.ok()) {
+      delay_ms = 1000;
+      continue;
+    }
+    // Never give up on acknowledged data: back off to at most 5 minutes and keep going.
+    stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
+    HF_LOG_WARN("write", "background upload of {} file(s) failed ({}); next try in {} s", group.size(),
+                st.error().describe(), delay_ms / 1000);
+    {
+      std::lock_guard lk(mu_);
+      for (auto& m : group) group_queue_.insert(m.ino);
+    }
+    co_await sleep_for_ms(delay_ms);
+    if (life->cancelled()) co_return;
+    delay_ms = std::min(delay_ms * 2, 300000);
+  }
 }
 
 size_t Vfs::dirty_files() const {

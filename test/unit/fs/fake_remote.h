@@ -58,7 +58,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
   Errc fail_list_code = Errc::server_error;  // what an injected listing failure reports
   std::atomic<int> fail_commit{0};       // next N commit() calls fail (server_error)
   std::atomic<int> fail_put_xorb{0};
-  std::atomic<uint64_t> commit_calls{0}, uploaded_xorb_bytes{0};
+  std::atomic<uint64_t> commit_calls{0}, uploaded_xorb_bytes{0}, shard_calls{0}, xorb_calls{0};
   // Run once at the start of the next commit() (before its batch applies): lets a test act
   // while a commit is in flight. Set it before the commit starts.
   std::function<void(const std::vector<CommitOp>&)> before_commit;
@@ -272,6 +272,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
 
   Task<Status> put_xorb(xet::Hash hash, std::shared_ptr<const std::string> bytes) override {
     if (take(fail_put_xorb)) co_return Error(Errc::server_error, "injected 503 on xorb upload");
+    ++xorb_calls;
     std::vector<uint8_t> raw;
     xet::ParseXorbOptions o;
     o.raw_out = &raw;
@@ -288,6 +289,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
 
   Task<Status> put_shard(std::shared_ptr<const std::string> bytes) override {
     if (auto hook = std::exchange(before_shard, nullptr)) hook();
+    ++shard_calls;
     auto s = xet::parse_shard(std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
     if (!s.ok()) co_return s.error();
     std::lock_guard lk(mu_);

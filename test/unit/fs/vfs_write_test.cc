@@ -495,6 +495,34 @@ TEST_CASE("writeback=async acknowledges close after local durability and uploads
   b.io.stop();
 }
 
+TEST_CASE("writeback=async commits a burst of small files together: few batches, few shards, every byte") {
+  JournaledBucket b;
+  auto v = b.make(true);
+  const int n = 300;
+  std::vector<std::vector<uint8_t>> files;
+  SECTION("all groups succeed") {}
+  SECTION("the first group's batch fails: the whole group is retried, nothing is lost") { b.remote.fail_commit = 1; }
+  for (int i = 0; i < n; ++i) {
+    files.push_back(random_bytes(4096 + i, 1000 + i));
+    auto c = v->create(kRootIno, "small-" + std::to_string(1000 + i), 0644, O_WRONLY);
+    REQUIRE(c.ok());
+    REQUIRE(v->write(c->second.fh, 0, files.back()).ok());
+    REQUIRE(b.io.run(v->flush(c->second.fh, nullptr)).ok());
+    v->release(c->second.fh);
+  }
+  for (int i = 0; i < n; ++i) REQUIRE(b.wait_committed("small-" + std::to_string(1000 + i), files[i]));
+  // One batch and one shard per group (a group gathers the closes of 50 ms, or of the
+  // previous group's upload): far fewer than one per file.
+  INFO("batches " << b.remote.commit_calls << ", shards " << b.remote.shard_calls << ", xorbs " << b.remote.xorb_calls);
+  CHECK(b.remote.commit_calls < n / 10);
+  CHECK(b.remote.shard_calls < n / 10);
+  CHECK(b.remote.xorb_calls < n / 10);
+  for (int i = 0; i < 300 && !b.meta->list_pending().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(b.meta->list_pending().empty());
+  CHECK(v->dirty_files() == 0);
+  b.io.stop();
+}
+
 TEST_CASE("after a crash, the next mount resumes journaled uploads") {
   JournaledBucket b;
   auto data = random_bytes(700000, 21);
