@@ -67,9 +67,11 @@ struct VfsConfig {
   // retried until they succeed, and resume at the next mount after a crash.
   bool async_writeback = false;
   int commit_retry_base_ms = 250;
-  // writeback=async: small files closed within this window share one upload session and one
-  // batch (up to group_max_files per group).
+  // writeback=async: small files closed in a burst share one upload session and one batch: a
+  // group is sent once no file arrived for group_gather_ms, after group_max_wait_ms at most, or
+  // when it holds group_max_files.
   int group_gather_ms = 50;
+  int group_max_wait_ms = 1000;
   size_t group_max_files = 500;
   xet::UploadOptions upload;
 };
@@ -233,7 +235,7 @@ class Vfs {
     SharedResultPtr<Status> flight;            // commit in progress
     int writers = 0;
     bool journaled = false;                    // a journal entry holds it (staging kept on disk)
-    bool background = false;                   // an async commit loop is running
+    bool background = false;                   // a commit_alone_in_background loop runs
   };
   struct DirHandle {
     std::shared_ptr<const DirSnapshot> snap;
@@ -254,7 +256,10 @@ class Vfs {
   Task<Status> flush_ino_if_dirty(uint64_t ino, CancelPtr cancel);
   Status journal(uint64_t ino, const std::string& path, WriteState& ws);
   Status persist_locally(uint64_t ino);
+  // writeback=async: commits the file in the background until it succeeds (small files in
+  // groups, see group_flusher; large ones and failed group members alone).
   void commit_in_background(uint64_t ino);
+  void commit_alone_in_background(uint64_t ino);
   Task<Status> replay_ops(MetaStore::PendingOps ops);
   Task<Status> commit_once(uint64_t ino, std::shared_ptr<WriteState> ws);
   // One file of a group commit; the caller holds each member's ws->flight.

@@ -9,6 +9,7 @@
 // * rename/unlink/link of committed files are applied remotely first, then locally.
 // * Directories are implicit in buckets: mkdir creates a local directory that lives as long as
 //   the mount; symlinks, modes and owners are local.
+#include <deque>
 #include <fcntl.h>
 
 #include <utility>  // before asio
@@ -801,29 +802,31 @@ Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
 }
 
 void Vfs::commit_in_background(uint64_t ino) {
-  bool start_flusher = false;
   {
     std::lock_guard lk(mu_);
     auto it = writes_.find(ino);
     if (it == writes_.end()) return;
-    if (it->second->staged->size() < kGroupFileLimit) {
+    if (it->second->staged->size() < kGroupFileLimit && !it->second->background) {
       // Small: joins the next group commit (cp -r, tar -x: one upload session and one batch
       // for many files instead of one each).
       group_queue_.insert(ino);
-      start_flusher = !std::exchange(group_flusher_running_, true);
-      if (!start_flusher) return;
-    } else {
-      // Large: its own session, concurrently with the others (the upload dominates, there is
-      // nothing to share).
-      if (it->second->background) return;
-      it->second->background = true;
+      if (std::exchange(group_flusher_running_, true)) return;
+      net::co_spawn(ex_, group_flusher(life_), net::detached);
+      return;
     }
   }
-  auto life = life_;
-  if (start_flusher) {
-    net::co_spawn(ex_, group_flusher(life), net::detached);
-    return;
+  // Large (the upload dominates, there is nothing to share), or already retrying alone.
+  commit_alone_in_background(ino);
+}
+
+void Vfs::commit_alone_in_background(uint64_t ino) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = writes_.find(ino);
+    if (it == writes_.end() || it->second->background) return;
+    it->second->background = true;
   }
+  auto life = life_;
   net::co_spawn(
       ex_,
       [this, ino, life]() -> Task<void> {
@@ -846,36 +849,65 @@ void Vfs::commit_in_background(uint64_t ino) {
 }
 
 Task<void> Vfs::group_flusher(CancelPtr life) {
+  // After a failed group, its halves are tried as groups of their own (with backoff), down to
+  // single files that retry alone: one file the bucket refuses for good (a batch line failing)
+  // costs about log2(group) extra batches and never holds back the others.
+  std::deque<std::vector<uint64_t>> halves;
   int delay_ms = 1000;
   for (;;) {
-    // Let a burst of closes gather; a group in flight gathers the next one meanwhile.
-    co_await sleep_for_ms(cfg_.group_gather_ms);
+    std::vector<uint64_t> candidates;
+    if (!halves.empty()) {
+      candidates = std::move(halves.front());
+      halves.pop_front();
+    } else {
+      // Let a burst of closes gather (debounced: while files keep arriving, up to
+      // group_max_wait_ms or a full group); a group in flight gathers the next one meanwhile.
+      size_t seen = SIZE_MAX;
+      for (int waited = 0; waited < cfg_.group_max_wait_ms; waited += cfg_.group_gather_ms) {
+        size_t now;
+        {
+          std::lock_guard lk(mu_);
+          now = group_queue_.size();
+        }
+        if (now == seen || now >= cfg_.group_max_files) break;
+        seen = now;
+        co_await sleep_for_ms(cfg_.group_gather_ms);
+        if (life->cancelled()) co_return;
+      }
+    }
     if (life->cancelled()) co_return;
     std::vector<GroupMember> group;
     {
       std::lock_guard lk(mu_);
       std::vector<uint64_t> busy;
       uint64_t bytes = 0;
-      while (!group_queue_.empty() && group.size() < cfg_.group_max_files && bytes < kGroupBytesLimit) {
-        uint64_t ino = *group_queue_.begin();
-        group_queue_.erase(group_queue_.begin());
+      auto claim = [&](uint64_t ino) {
         auto it = writes_.find(ino);
-        if (it == writes_.end()) continue;
+        if (it == writes_.end()) return;
         auto& ws = it->second;
         if (ws->flight) {  // another commit of it runs (unmount, link): look again next round
           busy.push_back(ino);
-          continue;
+          return;
         }
-        if (ws->staged->generation() == ws->committed_gen) continue;
+        if (ws->staged->generation() == ws->committed_gen) return;
         ws->flight = SharedResult<Status>::create();
         GroupMember m;
         m.ino = ino;
         m.ws = ws;
         bytes += ws->staged->size();
         group.push_back(std::move(m));
+      };
+      if (!candidates.empty()) {
+        for (uint64_t ino : candidates) claim(ino);
+      } else {
+        while (!group_queue_.empty() && group.size() < cfg_.group_max_files && bytes < kGroupBytesLimit) {
+          uint64_t ino = *group_queue_.begin();
+          group_queue_.erase(group_queue_.begin());
+          claim(ino);
+        }
       }
       group_queue_.insert(busy.begin(), busy.end());
-      if (group.empty() && group_queue_.empty()) {
+      if (group.empty() && group_queue_.empty() && halves.empty()) {
         group_flusher_running_ = false;
         co_return;
       }
@@ -896,16 +928,19 @@ Task<void> Vfs::group_flusher(CancelPtr life) {
       delay_ms = 1000;
       continue;
     }
-    // Never give up on acknowledged data: back off to at most 5 minutes and keep going.
-    stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
-    HF_LOG_WARN("write", "background upload of {} file(s) failed ({}); next try in {} s", group.size(),
-                st.error().describe(), delay_ms / 1000);
-    {
-      std::lock_guard lk(mu_);
-      for (auto& m : group) group_queue_.insert(m.ino);
+    if (group.size() == 1) {
+      commit_alone_in_background(group[0].ino);  // its own retries and backoff from here
+      continue;
     }
+    HF_LOG_WARN("write", "background upload of {} files failed ({}); next try in {} s, in halves", group.size(),
+                st.error().describe(), delay_ms / 1000);
+    size_t mid = group.size() / 2;
+    std::vector<uint64_t> a, b;
+    for (size_t i = 0; i < group.size(); ++i) (i < mid ? a : b).push_back(group[i].ino);
+    halves.push_front(std::move(b));
+    halves.push_front(std::move(a));
+    // Never give up on acknowledged data: back off to at most 5 minutes and keep going.
     co_await sleep_for_ms(delay_ms);
-    if (life->cancelled()) co_return;
     delay_ms = std::min(delay_ms * 2, 300000);
   }
 }

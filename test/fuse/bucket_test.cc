@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
@@ -216,6 +217,42 @@ TEST_CASE("fsynced data survives kill -9 of the mount; async writeback resumes a
   }
   CHECK(committed);
   CHECK(sha256_file(again / "ckpt.bin") == sha256_of(ckpt));
+  remove_tree(cache);
+}
+
+TEST_CASE("writeback=async: cp -r of 1000 small files lands whole with a batch per group, not per file", "[bucket]") {
+  Hub hub;
+  REQUIRE(hub.server().add_bucket("alice/many").ok());
+  std::string src = tempdir("many-src");
+  std::vector<std::string> sums;
+  for (int i = 0; i < 1000; ++i) {
+    std::string d = src + "/d" + std::to_string(i % 10);
+    ::mkdir(d.c_str(), 0755);
+    std::string bytes = random_bytes(1024 + (i * 37) % 8192, 500 + i);
+    std::ofstream(d + "/f" + std::to_string(i), std::ios::binary) << bytes;
+    sums.push_back(sha256_of(bytes));
+  }
+  std::string cache = tempdir("cache");
+  {
+    Mount m(hub, "hf://buckets/alice/many", "writeback=async", cache);
+    hub.server().reset_stats();
+    CmdResult cp = run("cp -r '" + src + "' '" + m.path() + "/tree'");
+    REQUIRE(cp.status == 0);
+    CHECK(m.unmount() == 0);  // the unmount waits for the pending commits
+  }
+  uint64_t batches = hub.server().requests("batch");
+  INFO("batch requests: " << batches);
+  CHECK(batches > 0);
+  CHECK(batches <= 100);
+  // Every file through a fresh mount of the bucket, a sample through the bucket's own resolve.
+  Mount fresh(hub, "hf://buckets/alice/many", "ro");
+  for (int i = 0; i < 1000; ++i) {
+    std::string rel = "tree/d" + std::to_string(i % 10) + "/f" + std::to_string(i);
+    INFO(rel);
+    REQUIRE(sha256_file(fresh / rel) == sums[i]);
+    if (i % 50 == 0) REQUIRE(remote_sha(hub, "alice/many", rel) == sums[i]);
+  }
+  remove_tree(src);
   remove_tree(cache);
 }
 

@@ -57,6 +57,11 @@ class FakeRemote : public Remote, public xet::UploadSink {
   std::atomic<int> fail_list{0};
   Errc fail_list_code = Errc::server_error;  // what an injected listing failure reports
   std::atomic<int> fail_commit{0};       // next N commit() calls fail (server_error)
+  // commit() lines for this path fail (forbidden); the other lines apply. "" = none.
+  void refuse(std::string path) {
+    std::lock_guard lk(mu_);
+    refuse_path_ = std::move(path);
+  }
   std::atomic<int> fail_put_xorb{0};
   std::atomic<uint64_t> commit_calls{0}, uploaded_xorb_bytes{0}, shard_calls{0}, xorb_calls{0};
   // Run once at the start of the next commit() (before its batch applies): lets a test act
@@ -322,7 +327,12 @@ class FakeRemote : public Remote, public xet::UploadSink {
     std::lock_guard lk(mu_);
     // Like a bucket's updatedAt: every change gives the bucket a new revision marker.
     rev_ = head_ = "bucket-state-" + std::to_string(++commit_seq_);
+    std::optional<Error> refused;
     for (auto& op : ops) {
+      if (!refuse_path_.empty() && op.path == refuse_path_) {  // a per-line failure: the other lines still apply
+        refused = Error(Errc::forbidden, "batch: " + op.path + ": refused");
+        continue;
+      }
       std::string dir = dirname(op.path), name = basename(op.path);
       auto& entries = dirs_[dir];
       entries.erase(std::remove_if(entries.begin(), entries.end(), [&](auto& e) { return e.name == name && !e.is_dir; }),
@@ -339,6 +349,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
         link_parents(dir, true);
       }
     }
+    if (refused) co_return *refused;
     co_return Status{};
   }
 
@@ -427,6 +438,7 @@ class FakeRemote : public Remote, public xet::UploadSink {
     co_await t.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
   }
 
+  std::string refuse_path_;  // under mu_
   mutable std::mutex mu_;
   std::string rev_ = "1111111111111111111111111111111111111111";
   std::string head_;
