@@ -277,6 +277,11 @@ class Vfs {
   Task<Status> commit_group(std::vector<GroupMember>& members);
   bool nothing_to_send(const std::optional<std::string>& path) const;
   std::pair<xet::ReadFn, xet::KnownAt> upload_source(const WriteState& ws, uint64_t size);
+  // Under mu_: the member for a dirty file, its flight taken (nullopt: clean, gone, or in
+  // flight elsewhere: in_flight).
+  std::optional<GroupMember> claim_locked(uint64_t ino, bool& in_flight);
+  // commit_group, then completes and releases the members' flights.
+  Task<Status> commit_claimed(std::vector<GroupMember>& group);
   // writeback=async: commits the queued small files in groups until the queue is empty.
   Task<void> group_flusher(CancelPtr life);
   static constexpr uint64_t kGroupFileLimit = 8 << 20;     // larger files commit alone

@@ -549,9 +549,23 @@ Task<Status> Vfs::flush_ino_if_dirty(uint64_t ino, CancelPtr cancel) { co_return
 
 Task<Status> Vfs::flush_all() {
   std::vector<uint64_t> inos;
+  std::vector<GroupMember> small;
   {
     std::lock_guard lk(mu_);
     for (auto& [ino, ws] : writes_) inos.push_back(ino);
+    // Small dirty files first, in groups (an unmount right after cp -r must not send a batch
+    // per file); whatever fails, is large or is being committed goes one by one below.
+    for (uint64_t ino : inos) {
+      auto it = writes_.find(ino);
+      if (it->second->staged->size() >= kGroupFileLimit) continue;
+      bool in_flight = false;
+      if (auto m = claim_locked(ino, in_flight)) small.push_back(std::move(*m));
+    }
+  }
+  for (size_t at = 0; at < small.size(); at += cfg_.group_max_files) {
+    std::vector<GroupMember> group(std::make_move_iterator(small.begin() + static_cast<long>(at)),
+                                   std::make_move_iterator(small.begin() + static_cast<long>(std::min(small.size(), at + cfg_.group_max_files))));
+    (void)co_await commit_claimed(group);
   }
   Status first;
   for (uint64_t ino : inos) {
@@ -848,6 +862,37 @@ void Vfs::commit_alone_in_background(uint64_t ino) {
       net::detached);
 }
 
+std::optional<Vfs::GroupMember> Vfs::claim_locked(uint64_t ino, bool& in_flight) {
+  in_flight = false;
+  auto it = writes_.find(ino);
+  if (it == writes_.end()) return std::nullopt;
+  auto& ws = it->second;
+  if (ws->flight) {
+    in_flight = true;
+    return std::nullopt;
+  }
+  if (ws->staged->generation() == ws->committed_gen) return std::nullopt;
+  ws->flight = SharedResult<Status>::create();
+  GroupMember m;
+  m.ino = ino;
+  m.ws = ws;
+  return m;
+}
+
+Task<Status> Vfs::commit_claimed(std::vector<GroupMember>& group) {
+  Status st = co_await commit_group(group);
+  for (auto& m : group) {
+    SharedResultPtr<Status> flight;
+    {
+      std::lock_guard lk(mu_);
+      flight = std::move(m.ws->flight);
+      m.ws->flight.reset();
+    }
+    flight->set(st);
+  }
+  co_return st;
+}
+
 Task<void> Vfs::group_flusher(CancelPtr life) {
   // After a failed group, its halves are tried as groups of their own (with backoff), down to
   // single files that retry alone: one file the bucket refuses for good (a batch line failing)
@@ -882,20 +927,13 @@ Task<void> Vfs::group_flusher(CancelPtr life) {
       std::vector<uint64_t> busy;
       uint64_t bytes = 0;
       auto claim = [&](uint64_t ino) {
-        auto it = writes_.find(ino);
-        if (it == writes_.end()) return;
-        auto& ws = it->second;
-        if (ws->flight) {  // another commit of it runs (unmount, link): look again next round
-          busy.push_back(ino);
-          return;
+        bool in_flight = false;
+        if (auto m = claim_locked(ino, in_flight)) {
+          bytes += m->ws->staged->size();
+          group.push_back(std::move(*m));
+        } else if (in_flight) {
+          busy.push_back(ino);  // another commit of it runs (unmount, link): look again next round
         }
-        if (ws->staged->generation() == ws->committed_gen) return;
-        ws->flight = SharedResult<Status>::create();
-        GroupMember m;
-        m.ino = ino;
-        m.ws = ws;
-        bytes += ws->staged->size();
-        group.push_back(std::move(m));
       };
       if (!candidates.empty()) {
         for (uint64_t ino : candidates) claim(ino);
@@ -913,16 +951,7 @@ Task<void> Vfs::group_flusher(CancelPtr life) {
       }
     }
     if (group.empty()) continue;
-    Status st = co_await commit_group(group);
-    for (auto& m : group) {
-      SharedResultPtr<Status> flight;
-      {
-        std::lock_guard lk(mu_);
-        flight = std::move(m.ws->flight);
-        m.ws->flight.reset();
-      }
-      flight->set(st);
-    }
+    Status st = co_await commit_claimed(group);
     if (life->cancelled()) co_return;
     if (st.ok()) {
       delay_ms = 1000;
