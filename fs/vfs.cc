@@ -131,6 +131,7 @@ void Vfs::forget(uint64_t ino, uint64_t nlookup) {
     // Under mu_: a new node given the freed number must never find this node's write state.
     std::lock_guard lk(mu_);
     if (!table_.forget(ino, nlookup)) return;
+    kernel_content_.erase(ino);  // the kernel holds no pages of a node it forgot
     auto w = writes_.find(ino);
     if (w == writes_.end()) return;
     for (auto& [fh, h] : files_) {
