@@ -698,13 +698,24 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
     m.ws->committed_gen = m.gen;
     m.skip = true;
   };
+  // The member's path, or nullopt once its node is gone: its write state is no longer the
+  // node's (forgotten after an unlink; the number, derived from the path, may already belong to
+  // a new file of the same name, which must not receive these bytes).
+  auto path_of = [&](const GroupMember& m) -> std::optional<std::string> {
+    {
+      std::lock_guard lk(mu_);
+      auto it = writes_.find(m.ino);
+      if (it == writes_.end() || it->second != m.ws) return std::nullopt;
+    }
+    return table_.path(m.ino);
+  };
   // Paths are resolved, and used, only under ns_mu_ (see there); a rename or unlink may run
   // while the content uploads, so they are resolved again for the batch.
   {
     auto ns = co_await ns_mu_.lock();
     for (auto& m : members) {
       m.gen = m.ws->staged->generation();
-      auto path = table_.path(m.ino);
+      auto path = path_of(m);
       if (nothing_to_send(path)) {
         done_without_upload(m);
         continue;
@@ -732,7 +743,7 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
   std::vector<CommitOp> ops;
   for (auto& m : members) {
     if (m.skip) continue;
-    m.path = table_.path(m.ino);
+    m.path = path_of(m);
     if (nothing_to_send(m.path)) {
       done_without_upload(m);
       continue;

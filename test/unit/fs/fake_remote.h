@@ -353,6 +353,17 @@ class FakeRemote : public Remote, public xet::UploadSink {
     co_return Status{};
   }
 
+  // The committed xet hash (hex) of a path, nullopt if absent.
+  std::optional<std::string> committed_hash(const std::string& path) {
+    std::lock_guard lk(mu_);
+    auto d = dirs_.find(dirname(path));
+    if (d == dirs_.end()) return std::nullopt;
+    for (auto& e : d->second) {
+      if (e.name == basename(path) && !e.is_dir) return e.xet_hash;
+    }
+    return std::nullopt;
+  }
+
   // Committed bytes of a path (nullopt if absent), for assertions.
   std::optional<std::vector<uint8_t>> committed(const std::string& path) {
     std::lock_guard lk(mu_);

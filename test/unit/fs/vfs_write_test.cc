@@ -553,6 +553,49 @@ TEST_CASE("writeback=async: a file the bucket keeps refusing does not hold back 
   b.io.stop();
 }
 
+TEST_CASE("writeback=async: a commit in flight for a removed file never lands on the next file of that name") {
+  JournaledBucket b;
+  auto v = b.make(true);
+  auto v1 = random_bytes(150000, 70), v2 = random_bytes(90000, 71);
+  auto c = v->create(kRootIno, "f", 0644, O_WRONLY);
+  REQUIRE(c.ok());
+  uint64_t ino = c->first.attr.ino;
+  REQUIRE(v->write(c->second.fh, 0, v1).ok());
+  // While v1 uploads in the background: rm f, the kernel forgets it (its number is free
+  // again), and a new f (same path, so the same inode number) is written and closed. The next
+  // batch is recorded: it must not be v1's commit landing on the new f.
+  std::vector<CommitOp> next_batch;
+  std::atomic<bool> side_ok{false};
+  b.remote.before_shard = [&] {
+    side_ok = std::async(std::launch::async, [&]() -> bool {
+      if (!b.io.run(v->unlink(kRootIno, "f", nullptr)).ok()) return false;
+      v->forget(ino, 1);  // create's reference
+      auto c2 = v->create(kRootIno, "f", 0644, O_WRONLY);
+      if (!c2.ok() || c2->first.attr.ino != ino) return false;  // the same number: the point of this test
+      if (!v->write(c2->second.fh, 0, v2).ok()) return false;
+      b.remote.before_commit = [&](const std::vector<CommitOp>& ops) { next_batch = ops; };
+      bool ok = b.io.run(v->flush(c2->second.fh, nullptr)).ok();
+      v->release(c2->second.fh);
+      return ok;
+    }).get();
+  };
+  REQUIRE(b.io.run(v->flush(c->second.fh, nullptr)).ok());
+  v->release(c->second.fh);
+  REQUIRE(b.wait_committed("f", v2));
+  for (int i = 0; i < 500 && v->dirty_files() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(side_ok);
+  REQUIRE(v->dirty_files() == 0);
+  auto want = b.remote.committed_hash("f");
+  REQUIRE(want);
+  for (auto& op : next_batch) {
+    INFO(op.path);
+    CHECK(op.hash.hex() == *want);  // only v2 is ever sent for the new f
+  }
+  CHECK(b.meta->list_pending().empty());
+  CHECK(v->getattr(ino)->size == v2.size());
+  b.io.stop();
+}
+
 TEST_CASE("after a crash, the next mount resumes journaled uploads") {
   JournaledBucket b;
   auto data = random_bytes(700000, 21);
