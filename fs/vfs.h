@@ -255,6 +255,9 @@ class Vfs {
   Task<Status> commit_ino(uint64_t ino, CancelPtr cancel);
   Task<Status> flush_ino_if_dirty(uint64_t ino, CancelPtr cancel);
   Status journal(uint64_t ino, const std::string& path, WriteState& ws);
+  // What flush and fsync owe: committed (writeback=sync) or durable locally and queued
+  // (writeback=async, persist_locally under ns_mu_).
+  Task<Status> make_durable(uint64_t ino, CancelPtr cancel);
   Status persist_locally(uint64_t ino);
   // writeback=async: commits the file in the background until it succeeds (small files in
   // groups, see group_flusher; large ones and failed group members alone).

@@ -511,6 +511,10 @@ Task<Status> Vfs::flush(uint64_t fh, CancelPtr cancel) {
     if (it == files_.end() || !it->second->writable) co_return Status{};
     ino = it->second->ino;
   }
+  co_return co_await make_durable(ino, cancel);
+}
+
+Task<Status> Vfs::make_durable(uint64_t ino, CancelPtr cancel) {
   if (cfg_.async_writeback) {
     auto ns = co_await ns_mu_.lock();  // its journal entry is keyed by the path (see ns_mu_)
     co_return persist_locally(ino);
@@ -538,11 +542,7 @@ Task<Status> Vfs::fsync(uint64_t fh, CancelPtr cancel) {
     if (it == files_.end()) co_return Error(Errc::bad_handle, "unknown file handle");
     ino = it->second->ino;
   }
-  if (cfg_.async_writeback) {
-    auto ns = co_await ns_mu_.lock();  // its journal entry is keyed by the path (see ns_mu_)
-    co_return persist_locally(ino);
-  }
-  co_return co_await commit_ino(ino, cancel);
+  co_return co_await make_durable(ino, cancel);
 }
 
 Task<Status> Vfs::flush_ino_if_dirty(uint64_t ino, CancelPtr cancel) { co_return co_await commit_ino(ino, cancel); }
