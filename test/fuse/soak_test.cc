@@ -88,7 +88,15 @@ struct Series {
 
 TEST_CASE("soak: readers, writers, listings and remote changes; RSS, fds and threads stay flat", "[soak]") {
   const uint64_t seconds = env_u64("HF_SOAK_SECONDS", 180);
-  Hub hub;
+  // Uploads are persisted and served from disk: the writers upload several GB in a long soak,
+  // which the emulator (in this process) must not hold in memory.
+  hubsim::Options hub_opts;
+  hub_opts.data_dir = tempdir("soakhub");
+  struct RemoveAfter {
+    std::string dir;
+    ~RemoveAfter() { remove_tree(dir); }
+  } remove_data{hub_opts.data_dir};
+  Hub hub(false, hub_opts);
   std::vector<hubsim::FileSpec> files;
   std::map<std::string, std::string> stat_files;
   for (int i = 0; i < 6; ++i) {

@@ -93,8 +93,9 @@ Status CasStore::load() {
         HF_LOG_WARN("hubsim", "skipping damaged persisted xorb {}", name);
         continue;
       }
-      body.resize(parsed->records_end);
-      auto rec = make_xorb_rec(h.value(), parsed.value(), make_memory_source(std::move(body)));
+      // Validated; the records are then served from the file (the leading records_end bytes).
+      auto rec = make_xorb_rec(h.value(), parsed.value(),
+                               std::make_shared<const FileSource>(ent.path().string(), parsed->records_end));
       std::unique_lock lk(mu_);
       xorbs_[rec->hash] = rec;
     }
@@ -137,11 +138,16 @@ Result<bool> CasStore::upload_xorb(const xet::Hash& claimed, std::string body) {
     if (xorbs_.count(claimed)) return false;
   }
   body.resize(parsed.records_end);  // drop an uploaded footer; the stored one is rebuilt
+  SourcePtr bytes;
   if (!dir_.empty()) {
-    auto st = write_file_atomic(fs::path(dir_) / "xorbs" / claimed.hex(), body);
-    if (!st.ok()) HF_LOG_WARN("hubsim", "persisting xorb failed: {}", st.error().message);
+    // Persisted xorbs are served from disk: memory stays flat however much is uploaded.
+    fs::path path = fs::path(dir_) / "xorbs" / claimed.hex();
+    auto st = write_file_atomic(path, body);
+    if (st.ok()) bytes = std::make_shared<const FileSource>(path.string(), body.size());
+    else HF_LOG_WARN("hubsim", "persisting xorb failed: {}", st.error().message);
   }
-  auto rec = make_xorb_rec(claimed, parsed, make_memory_source(std::move(body)));
+  if (!bytes) bytes = make_memory_source(std::move(body));
+  auto rec = make_xorb_rec(claimed, parsed, std::move(bytes));
   std::unique_lock lk(mu_);
   return xorbs_.emplace(claimed, std::move(rec)).second;
 }
@@ -414,6 +420,7 @@ class ReconstructedSource final : public ByteSource {
       size_t pos = 0;
       while (off < e) {
         auto v = x.bytes->read(off, static_cast<size_t>(e - off), scratch);
+        if (v.empty()) return false;  // unreadable persisted xorb
         std::memcpy(tmp.data() + pos, v.data(), v.size());
         pos += v.size();
         off += v.size();

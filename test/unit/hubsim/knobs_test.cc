@@ -325,5 +325,11 @@ TEST_CASE("persistence: uploads and buckets survive a restart", "[hubsim][knobs]
   Fixture fx3(o);
   fx3.start();
   CHECK(fx3.client->get_follow("/buckets/ns/persist/resolve/f.bin").body == file_bytes);
+  // Persisted xorbs are served from their files (not held in memory): a file damaged after
+  // start-up breaks the response instead of producing other bytes.
+  std::filesystem::resize_file(dir + "/cas/xorbs/" + xorb_hex, 1000);
+  auto damaged = fx3.client->get_follow("/buckets/ns/persist/resolve/f.bin");
+  CHECK(damaged.body != file_bytes);
+  CHECK(damaged.body.size() < file_bytes.size());
   std::filesystem::remove_all(dir);
 }
