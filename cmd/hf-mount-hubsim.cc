@@ -39,6 +39,8 @@ Listening:
   --public-url URL            base URL advertised in Link/Location headers
   --threads N                 io threads (default: max(2, cores))
   --data-dir DIR              keep uploaded xorbs, shards and buckets across restarts
+  --gc-grace SECONDS          remove uploaded files and xorbs that nothing references once
+                              unused for SECONDS (default 0: keep everything)
 
 Content:
   --repo TYPE:NS/NAME[@BRANCH]=DIR
@@ -168,6 +170,9 @@ int main(int argc, char** argv) {
       opts.threads = static_cast<unsigned>(*parse_u64(v));
     } else if (a == "--data-dir") {
       if (!need(opts.data_dir)) return usage_error("--data-dir needs a directory");
+    } else if (a == "--gc-grace") {
+      if (!need(v) || !parse_u64(v) || *parse_u64(v) > UINT32_MAX) return usage_error("--gc-grace needs a number of seconds");
+      opts.gc_grace_s = static_cast<uint32_t>(*parse_u64(v));
     } else if (a == "--repo") {
       if (!need(v)) return usage_error("--repo needs TYPE:NS/NAME=DIR");
       auto tr = split_type(v);

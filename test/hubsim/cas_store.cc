@@ -98,6 +98,8 @@ Status CasStore::load() {
                                std::make_shared<const FileSource>(ent.path().string(), parsed->records_end));
       std::unique_lock lk(mu_);
       xorbs_[rec->hash] = rec;
+      uploaded_xorbs_[rec->hash].store(mono_ns(), std::memory_order_relaxed);
+      oldest_use_ns_ = std::min(oldest_use_ns_, mono_ns());
     }
   }
   fs::path sdir = fs::path(dir_) / "shards";
@@ -113,7 +115,7 @@ Status CasStore::load() {
       shard_seq_ = std::max(shard_seq_, seq);
       auto data = read_file(path);
       if (!data.ok()) continue;
-      auto r = register_shard(data.value(), false);
+      auto r = register_shard(data.value(), false, path.filename().string());
       if (!r.ok()) HF_LOG_WARN("hubsim", "skipping persisted shard {}: {}", path.string(), r.error().message);
     }
   }
@@ -135,7 +137,11 @@ Result<bool> CasStore::upload_xorb(const xet::Hash& claimed, std::string body) {
                       fmt::format("xorb hash mismatch: body hashes to {}", parsed.hash.hex()));
   {
     std::shared_lock lk(mu_);
-    if (xorbs_.count(claimed)) return false;
+    if (xorbs_.count(claimed)) {
+      if (auto u = uploaded_xorbs_.find(claimed); u != uploaded_xorbs_.end())
+        u->second.store(mono_ns(), std::memory_order_relaxed);
+      return false;
+    }
   }
   body.resize(parsed.records_end);  // drop an uploaded footer; the stored one is rebuilt
   SourcePtr bytes;
@@ -149,7 +155,13 @@ Result<bool> CasStore::upload_xorb(const xet::Hash& claimed, std::string body) {
   if (!bytes) bytes = make_memory_source(std::move(body));
   auto rec = make_xorb_rec(claimed, parsed, std::move(bytes));
   std::unique_lock lk(mu_);
-  return xorbs_.emplace(claimed, std::move(rec)).second;
+  bool inserted = xorbs_.emplace(claimed, std::move(rec)).second;
+  if (inserted) {
+    int64_t now = mono_ns();
+    uploaded_xorbs_[claimed].store(now, std::memory_order_relaxed);
+    oldest_use_ns_ = std::min(oldest_use_ns_, now);
+  }
+  return inserted;
 }
 
 void CasStore::add_xorb(XorbPtr x) {
@@ -176,9 +188,17 @@ size_t CasStore::file_count() const {
 // ---------------------------------------------------------------------------------------------
 // Shards
 
-Result<CasStore::ShardResult> CasStore::upload_shard(std::string_view body) { return register_shard(body, true); }
+Result<CasStore::ShardResult> CasStore::upload_shard(std::string_view body) {
+  std::string name;
+  if (!dir_.empty()) {
+    std::unique_lock lk(mu_);
+    name = fmt::format("{:08}.shard", ++shard_seq_);
+  }
+  return register_shard(body, true, name);
+}
 
-Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bool persist) {
+Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bool persist,
+                                                       const std::string& shard_name) {
   if (body.size() > xet::kMaxShardBytes) return make_error(Errc::too_large, "shard exceeds 64 MiB");
   HF_ASSIGN_OR_RETURN(auto shard, xet::parse_shard({reinterpret_cast<const uint8_t*>(body.data()), body.size()}));
   ShardResult result;
@@ -261,6 +281,15 @@ Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bo
   for (const auto& x : shard.xorbs) cas_xorbs.push_back(x.xorb_hash);
   {
     std::unique_lock lk(mu_);
+    // Garbage collection may have removed a xorb since validation: the shard then fails as if
+    // the xorb had never been uploaded (the client uploads it again).
+    int64_t now = mono_ns();
+    for (const auto& [h, rec] : refs) {
+      auto it = xorbs_.find(h);
+      if (it == xorbs_.end() || it->second != rec)
+        return make_error(Errc::invalid_argument, fmt::format("xorb {} has not been uploaded", h.hex()));
+      if (auto u = uploaded_xorbs_.find(h); u != uploaded_xorbs_.end()) u->second.store(now, std::memory_order_relaxed);
+    }
     for (auto& f : new_files) {
       // Global dedup index (spec §5.8): each file's first chunk, pointing at the xorb holding
       // that chunk, this shard's CAS section, then what the chunk pointed at before (a file
@@ -278,7 +307,14 @@ Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bo
           for (const auto& h : *old->second) add(h);
         dedup_[first] = std::make_shared<const std::vector<xet::Hash>>(std::move(xs));
       }
-      if (files_.emplace(f->hash, f).second) result.inserted = true;
+      if (files_.emplace(f->hash, f).second) {
+        result.inserted = true;
+        uploaded_files_[f->hash] = UploadedFile{now, shard_name};
+        if (!shard_name.empty()) shard_live_files_[shard_name]++;
+        oldest_use_ns_ = std::min(oldest_use_ns_, now);
+      } else if (auto u = uploaded_files_.find(f->hash); u != uploaded_files_.end()) {
+        u->second.used_ns = now;
+      }
     }
     if (!cas_xorbs.empty()) {
       auto xs = std::make_shared<const std::vector<xet::Hash>>(cas_xorbs);
@@ -288,16 +324,76 @@ Result<CasStore::ShardResult> CasStore::register_shard(std::string_view body, bo
             dedup_.emplace(c.chunk_hash, xs);
     }
   }
-  if (persist && !dir_.empty() && result.inserted) {
-    uint64_t seq;
-    {
-      std::unique_lock lk(mu_);
-      seq = ++shard_seq_;
-    }
-    auto st = write_file_atomic(fs::path(dir_) / "shards" / fmt::format("{:08}.shard", seq), body);
+  if (persist && !shard_name.empty() && result.inserted) {
+    auto st = write_file_atomic(fs::path(dir_) / "shards" / shard_name, body);
     if (!st.ok()) HF_LOG_WARN("hubsim", "persisting shard failed: {}", st.error().message);
   }
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Garbage collection
+
+bool CasStore::has_gc_candidates(int64_t cutoff_ns) const {
+  std::shared_lock lk(mu_);
+  return oldest_use_ns_ < cutoff_ns;
+}
+
+CasStore::GcResult CasStore::collect_garbage(const std::unordered_set<xet::Hash, xet::HashHasher>& live_files,
+                                             int64_t cutoff_ns) {
+  GcResult r;
+  std::vector<std::string> unlink_paths;
+  {
+    std::unique_lock lk(mu_);
+    int64_t oldest = INT64_MAX;
+    for (auto it = uploaded_files_.begin(); it != uploaded_files_.end();) {
+      if (it->second.used_ns < cutoff_ns && !live_files.count(it->first)) {
+        files_.erase(it->first);
+        if (!it->second.shard.empty()) {
+          auto s = shard_live_files_.find(it->second.shard);
+          if (s != shard_live_files_.end() && --s->second == 0) {
+            unlink_paths.push_back((fs::path(dir_) / "shards" / s->first).string());
+            shard_live_files_.erase(s);
+          }
+        }
+        r.files++;
+        it = uploaded_files_.erase(it);
+        continue;
+      }
+      oldest = std::min(oldest, it->second.used_ns);
+      ++it;
+    }
+    std::unordered_set<xet::Hash, xet::HashHasher> referenced;
+    for (const auto& [h, f] : files_)
+      for (const auto& t : f->terms) referenced.insert(t.xorb_hash);
+    for (auto it = uploaded_xorbs_.begin(); it != uploaded_xorbs_.end();) {
+      int64_t used = it->second.load(std::memory_order_relaxed);
+      if (used < cutoff_ns && !referenced.count(it->first)) {
+        if (auto x = xorbs_.find(it->first); x != xorbs_.end()) {
+          r.bytes += x->second->stored_size;
+          xorbs_.erase(x);
+        }
+        if (!dir_.empty()) unlink_paths.push_back((fs::path(dir_) / "xorbs" / it->first.hex()).string());
+        r.xorbs++;
+        it = uploaded_xorbs_.erase(it);
+        continue;
+      }
+      oldest = std::min(oldest, used);
+      ++it;
+    }
+    oldest_use_ns_ = oldest;
+    if (r.xorbs > 0) {
+      for (auto it = dedup_.begin(); it != dedup_.end();) {
+        bool any = std::any_of(it->second->begin(), it->second->end(), [&](const xet::Hash& h) { return xorbs_.count(h) > 0; });
+        it = any ? std::next(it) : dedup_.erase(it);
+      }
+    }
+  }
+  // Responses in flight keep their sources (shared_ptr) and a FileSource whose file is gone
+  // fails its read: the connection drops, the client retries and sees the current state.
+  std::error_code ec;
+  for (const auto& p : unlink_paths) fs::remove(p, ec);
+  return r;
 }
 
 void CasStore::add_file(FilePtr f) {
@@ -327,6 +423,8 @@ std::optional<std::string> CasStore::dedup_shard(const xet::Hash& chunk) const {
       if (xorbs.size() >= kMaxDedupXorbs) break;  // bound the response
       auto x = xorbs_.find(h);
       if (x != xorbs_.end()) xorbs.push_back(x->second);
+      // A client may reference what it was just told about: that counts as a use.
+      if (auto u = uploaded_xorbs_.find(h); u != uploaded_xorbs_.end()) u->second.store(mono_ns(), std::memory_order_relaxed);
     }
   }
   if (xorbs.empty()) return std::nullopt;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/result.h"
@@ -95,8 +97,22 @@ class CasStore {
   size_t xorb_count() const;
   size_t file_count() const;
 
+  // Garbage collection of uploads (a long-running emulator must not keep every byte ever
+  // uploaded; the real CAS collects garbage too). Removes uploaded files that are not in
+  // `live_files` (the xet hashes that some bucket or repo tree references) and uploaded xorbs
+  // that no remaining file references, when their last use (upload, shard reference, dedup
+  // answer) is older than `cutoff_ns` (monotonic). Seeded xorbs and files are never removed.
+  // Persisted xorb files are unlinked; a persisted shard is unlinked once all its files are.
+  struct GcResult {
+    uint64_t files = 0, xorbs = 0, bytes = 0;
+  };
+  GcResult collect_garbage(const std::unordered_set<xet::Hash, xet::HashHasher>& live_files, int64_t cutoff_ns);
+  // True when some upload is older than `cutoff_ns` (cheap: lets the caller skip building the
+  // live set).
+  bool has_gc_candidates(int64_t cutoff_ns) const;
+
  private:
-  Result<ShardResult> register_shard(std::string_view body, bool persist);
+  Result<ShardResult> register_shard(std::string_view body, bool persist, const std::string& shard_name = "");
 
   mutable std::shared_mutex mu_;
   std::unordered_map<xet::Hash, XorbPtr, xet::HashHasher> xorbs_;
@@ -104,6 +120,17 @@ class CasStore {
   std::unordered_map<xet::Hash, std::shared_ptr<const std::vector<xet::Hash>>, xet::HashHasher> dedup_;
   std::string dir_;
   uint64_t shard_seq_ = 0;
+  // Uploads, for garbage collection: last use (monotonic ns), and the persisted shard that
+  // registered each uploaded file (with the count of its files still registered).
+  // (The map's shape changes under the unique lock; a value is bumped under the shared one.)
+  mutable std::unordered_map<xet::Hash, std::atomic<int64_t>, xet::HashHasher> uploaded_xorbs_;
+  struct UploadedFile {
+    int64_t used_ns = 0;
+    std::string shard;  // persisted shard file name ("" = not persisted)
+  };
+  std::unordered_map<xet::Hash, UploadedFile, xet::HashHasher> uploaded_files_;
+  std::unordered_map<std::string, uint64_t> shard_live_files_;
+  int64_t oldest_use_ns_ = INT64_MAX;  // lower bound of every uploaded entry's last use
 };
 
 // Chunks, compresses and packs files into xorbs for seeding (several files share a xorb; the

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <unordered_set>
 
 #include "base/clock.h"
 #include "base/json_writer.h"
@@ -170,6 +171,7 @@ void Server::Core::set_interceptor(Server::Interceptor f) {
 
 Response Server::Core::handle(Request& req) {
   Response r = handle_routes(req);
+  if (opts_.gc_grace_s > 0 && req.method != "GET" && req.method != "HEAD") maybe_collect_garbage();
   std::shared_ptr<const Server::Interceptor> f;
   {
     std::lock_guard lk(knobs_mu_);
@@ -619,6 +621,34 @@ Status Server::Core::bucket_delete(std::string_view id, std::string_view path) {
 }
 
 // ---------------------------------------------------------------------------------------------
+void Server::Core::maybe_collect_garbage() {
+  const int64_t grace = int64_t{opts_.gc_grace_s} * 1'000'000'000;
+  const int64_t now = mono_ns();
+  int64_t last = last_gc_ns_.load(std::memory_order_relaxed);
+  if (now - last < std::max<int64_t>(1'000'000'000, grace / 4)) return;
+  if (!last_gc_ns_.compare_exchange_strong(last, now)) return;  // another thread runs it
+  if (!cas_.has_gc_candidates(now - grace)) return;
+  std::unordered_set<xet::Hash, xet::HashHasher> live;
+  {
+    std::shared_lock lk(state_mu_);
+    auto add = [&live](std::string_view hex) {
+      if (hex.empty()) return;
+      if (auto h = xet::Hash::from_hex(hex); h.ok()) live.insert(h.value());
+    };
+    for (const auto& [id, b] : buckets_)
+      for (const auto& [path, f] : b.files) add(f.xet_hash);
+    // Every commit of every repo stays readable by sha, so all of their files are live.
+    for (const auto& [key, repo] : repos_)
+      for (const auto& [sha, c] : repo.commits)
+        for (const auto& e : c->snap->entries())
+          if (e.file && e.file->kind == FileKind::xet) add(e.file->xet_hash);
+  }
+  auto r = cas_.collect_garbage(live, now - grace);
+  if (r.files || r.xorbs)
+    HF_LOG_INFO("hubsim", "garbage collection: {} files, {} xorbs ({} bytes) unused for {} s removed", r.files,
+                r.xorbs, r.bytes, opts_.gc_grace_s);
+}
+
 // Bucket persistence: one JSON document rewritten atomically after each mutation.
 
 void Server::Core::persist_buckets_locked() {

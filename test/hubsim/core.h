@@ -100,6 +100,10 @@ class Server::Core {
                                      Packer* packer);
   Result<std::map<std::string, FileNodePtr>> build_file_nodes(std::vector<FileSpec>& files, bool legacy_lfs);
 
+  // Runs CasStore::collect_garbage when Options::gc_grace_s is set, at most once per
+  // max(1 s, grace / 4). Takes state_mu_ (shared) to build the live set: call without locks.
+  void maybe_collect_garbage();
+
   // Persist buckets (when --data-dir is set); caller holds state_mu_.
   void persist_buckets_locked();
   Status load_buckets();
@@ -125,6 +129,7 @@ class Server::Core {
   std::map<std::string, SourcePtr, std::less<>> lfs_objects_;
   std::vector<std::pair<std::string, std::string>> user_tokens_;  // (token, user)
   std::atomic<uint64_t> id_counter_{1};
+  std::atomic<int64_t> last_gc_ns_{0};
 };
 
 }  // namespace hf::hubsim

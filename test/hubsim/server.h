@@ -82,6 +82,9 @@ struct Options {
   bool require_token = false;          // refuse anonymous requests
   bool log_requests = false;           // one line per request on stderr
   uint32_t xorb_target_bytes = 64u << 20;  // packing limit when seeding (raw bytes per xorb)
+  // Garbage collection of uploads: uploaded files no tree references and xorbs no file
+  // references are removed once unused for this long (0 = keep everything, the default).
+  uint32_t gc_grace_s = 0;
   Knobs knobs;
 };
 
