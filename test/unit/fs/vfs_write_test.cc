@@ -544,7 +544,9 @@ TEST_CASE("writeback=async: a file the bucket keeps refusing does not hold back 
   }
   CHECK_FALSE(b.remote.committed("small-1007"));
   // Kept, journaled and retried: never dropped (the others settle locally meanwhile).
-  for (int i = 0; i < 1000 && v->dirty_files() > 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // A commit marks its files clean before it drops their journal entries: wait for both.
+  for (int i = 0; i < 1000 && (v->dirty_files() > 1 || b.meta->list_pending().size() > 1); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   CHECK(v->dirty_files() == 1);
   CHECK(b.meta->list_pending().size() == 1);
   // The bucket accepts it again: it lands (the retry backs off from 1 s).
