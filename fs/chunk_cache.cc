@@ -42,6 +42,35 @@ ChunkBytes ChunkCache::get(const Key32& xorb, uint32_t index) {
   return nullptr;
 }
 
+void ChunkCache::get_range(const Key32& xorb, uint32_t first, uint32_t end, std::vector<ChunkBytes>& out) {
+  out.clear();
+  uint32_t idx = first;
+  uint64_t from_memory = 0, from_disk_total = 0;
+  std::vector<ChunkBytes> from_disk;
+  while (idx < end) {
+    if (ChunkBytes b = mem_.get(xorb, idx)) {
+      out.push_back(std::move(b));
+      ++from_memory, ++idx;
+      continue;
+    }
+    if (!disk_) break;
+    // The gap of memory misses goes to the disk as one range read.
+    uint32_t gap_end = idx + 1;
+    while (gap_end < end && !mem_.get(xorb, gap_end)) ++gap_end;
+    Status st = disk_->get_range(xorb, idx, gap_end, from_disk);
+    if (!st.ok()) HF_LOG_DEBUG("cache", "disk cache read failed: {}", st.error().describe());
+    from_disk_total += from_disk.size();
+    for (auto& b : from_disk) {
+      mem_.put(xorb, idx++, b);
+      out.push_back(std::move(b));
+    }
+    if (idx < gap_end) break;  // a chunk in neither tier
+  }
+  mem_hits_.fetch_add(from_memory, std::memory_order_relaxed);
+  disk_hits_.fetch_add(from_disk_total, std::memory_order_relaxed);
+  if (idx < end) misses_.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool ChunkCache::contains(const Key32& xorb, uint32_t index) {
   if (mem_.get(xorb, index)) return true;
   return disk_ && disk_->contains(xorb, index);

@@ -186,8 +186,30 @@ uint64_t FileReader::assemble(uint64_t off, uint64_t end, ReadData& out, bool me
     }
   }
   uint64_t cursor = off;
-  for (const Want& w : wants) {
-    ChunkBytes b = memory_only ? cache_.get_memory(w.xorb, w.loc.index) : cache_.get(w.xorb, w.loc.index);
+  // Consecutive chunks of one xorb are looked up together: a disk-cache re-read then costs one
+  // read per run file instead of one per chunk.
+  std::vector<ChunkBytes> batch;
+  size_t batch_from = 0;
+  for (size_t wi = 0; wi < wants.size(); ++wi) {
+    const Want& w = wants[wi];
+    ChunkBytes b;
+    if (memory_only) {
+      b = cache_.get_memory(w.xorb, w.loc.index);
+    } else {
+      if (wi >= batch_from + batch.size()) {
+        size_t n = 1;
+        while (wi + n < wants.size() && wants[wi + n].xorb == w.xorb &&
+               wants[wi + n].loc.index == w.loc.index + n)
+          ++n;
+        if (n == 1) {
+          batch.assign(1, cache_.get(w.xorb, w.loc.index));
+        } else {
+          cache_.get_range(w.xorb, w.loc.index, static_cast<uint32_t>(w.loc.index + n), batch);
+        }
+        batch_from = wi;
+      }
+      if (wi - batch_from < batch.size()) b = batch[wi - batch_from];
+    }
     if (!b && pinned) {
       for (auto& seg : *pinned) {
         std::lock_guard lk(seg->mu);

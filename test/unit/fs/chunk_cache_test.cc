@@ -1,0 +1,94 @@
+// ChunkCache: the memory tier in front of the disk store, as the read path uses it.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fs/chunk_cache.h"
+#include "test/unit/cache/test_util.h"
+
+using namespace hf;
+using namespace hf::fs;
+using namespace hf::cache::test;
+
+namespace {
+
+std::unique_ptr<cache::DiskChunkStore> open_disk(const std::string& dir) {
+  cache::DiskChunkStoreOptions o;
+  o.dir = dir;
+  o.max_bytes = 64ull << 20;
+  auto r = cache::DiskChunkStore::open(o);
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+}  // namespace
+
+TEST_CASE("chunk cache: get_range takes memory first, the rest from disk, and stops at the first miss") {
+  TempDir td;
+  const cache::Key32 k = xorb_key(5);
+  {
+    ChunkCache writer(64ull << 20, open_disk(td.path()));
+    writer.insert_run(k, 0, make_run(5, 0, 8));    // chunks 0..7
+    writer.insert_run(k, 10, make_run(5, 10, 4));  // chunks 10..13 (8 and 9 are missing)
+    writer.flush();
+  }
+  // A new process: empty memory, same disk (the remount case).
+  ChunkCache c(64ull << 20, open_disk(td.path()));
+  REQUIRE(c.get(k, 2));  // one chunk promoted to memory
+  std::vector<ChunkBytes> out;
+  c.get_range(k, 2, 8, out);
+  REQUIRE(out.size() == 6);
+  for (uint32_t i = 0; i < out.size(); ++i) CHECK(*out[i] == chunk_content(5, 2 + i));
+  auto s = c.stats();
+  CHECK(s.mem_hits == 1);
+  CHECK(s.disk_hits == 6);  // chunk 2 by get(), 3..7 by the range read
+
+  // The range read promoted what it read: a second pass is all memory.
+  c.get_range(k, 0, 8, out);
+  REQUIRE(out.size() == 8);
+  CHECK(c.stats().disk_hits == 8);  // only 0 and 1 came from disk
+  for (uint32_t i = 0; i < 8; ++i) CHECK(*out[i] == chunk_content(5, i));
+
+  // Stops at the hole: 6, 7 and nothing past 8.
+  c.get_range(k, 6, 14, out);
+  REQUIRE(out.size() == 2);
+  CHECK(*out[1] == chunk_content(5, 7));
+  // A range that starts in the hole is empty; one after it is served.
+  c.get_range(k, 8, 12, out);
+  CHECK(out.empty());
+  c.get_range(k, 10, 14, out);
+  REQUIRE(out.size() == 4);
+  CHECK(*out[3] == chunk_content(5, 13));
+}
+
+TEST_CASE("chunk cache: a corrupted disk run is never returned by get_range") {
+  TempDir td;
+  const cache::Key32 k = xorb_key(6);
+  {
+    ChunkCache writer(64ull << 20, open_disk(td.path()));
+    writer.insert_run(k, 0, make_run(6, 0, 6));
+    writer.flush();
+  }
+  // Flip the last byte of the run file (inside the last chunk's data).
+  std::string run;
+  for (auto& e : std::filesystem::recursive_directory_iterator(td.path()))
+    if (e.path().extension() == ".run") run = e.path().string();
+  REQUIRE(!run.empty());
+  {
+    std::fstream f(run, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    char ch;
+    f.get(ch);
+    f.seekp(-1, std::ios::end);
+    f.put(static_cast<char>(ch ^ 0x40));
+  }
+  ChunkCache c(64ull << 20, open_disk(td.path()));
+  std::vector<ChunkBytes> out;
+  c.get_range(k, 0, 6, out);
+  // The chunks verified before the damaged one may be served; the damaged one never is.
+  REQUIRE(out.size() < 6);
+  for (uint32_t i = 0; i < out.size(); ++i) CHECK(*out[i] == chunk_content(6, i));
+  CHECK_FALSE(std::filesystem::exists(run));
+  CHECK(c.get(k, 5) == nullptr);
+}
