@@ -733,10 +733,16 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
     m.size = m.ws->staged->size();
     auto [read, known] = upload_source(*m.ws, m.size);
     auto up = co_await session.add_file(std::move(read), std::move(known));
-    if (!up.ok()) co_return std::move(up).error();
+    if (!up.ok()) {
+      co_await session.settle();
+      co_return std::move(up).error();
+    }
     m.up = *up;
   }
-  HF_CO_TRY(co_await session.finish());
+  if (Status st = co_await session.finish(); !st.ok()) {
+    co_await session.settle();
+    co_return st;
+  }
   // From the paths' resolution to the nodes' new content: atomic with respect to rename and
   // unlink (a rename reads the content it moves; the journal is keyed by path).
   auto ns = co_await ns_mu_.lock();

@@ -235,6 +235,8 @@ Task<Status> UploadSession::drain(size_t keep) {
   co_return first_error_;
 }
 
+Task<void> UploadSession::settle() { (void)co_await drain(0); }
+
 Task<Result<FileUploadResult>> UploadSession::process(ReadFn read, KnownAt known) {
   FileUploadResult res;
   PendingFile file;

@@ -132,6 +132,10 @@ class UploadSession {
 
   Task<Result<FileUploadResult>> add_file(ReadFn read, KnownAt known = {});
   Task<Status> finish();
+  // Waits for the xorb uploads still in flight (their results are dropped). They refer to the
+  // session and the sink: a session whose add_file or finish failed is settled before it is
+  // destroyed (after a successful finish there is nothing left to wait for).
+  Task<void> settle();
 
   UploadStats stats() const { return stats_; }
 
