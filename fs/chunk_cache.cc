@@ -1,6 +1,7 @@
 #include "fs/chunk_cache.h"
 
 #include "base/log.h"
+#include "net/xet/xorb.h"
 
 namespace hf::fs {
 
@@ -82,6 +83,28 @@ void ChunkCache::insert_run(const Key32& xorb, uint32_t first, std::vector<Chunk
     mem_.put(xorb, first + static_cast<uint32_t>(i), chunks[i]);
     bytes += chunks[i]->size();
   }
+  queue_for_disk(xorb, first, std::move(chunks), bytes);
+}
+
+void ChunkCache::insert_uploaded_xorb(const Key32& xorb, std::span<const uint8_t> serialized) {
+  if (!disk_) return;
+  std::vector<ChunkBytes> chunks;
+  uint64_t bytes = 0;
+  xet::ChunkRecordDecoder decoder(/*stop_at_footer=*/true);
+  Status st = decoder.feed(serialized, [&](uint32_t, std::span<const uint8_t> raw, uint32_t) {
+    chunks.push_back(std::make_shared<const std::vector<uint8_t>>(raw.begin(), raw.end()));
+    bytes += raw.size();
+    return Status{};
+  });
+  if (st.ok()) st = decoder.finish();
+  if (!st.ok()) {
+    HF_LOG_DEBUG("cache", "uploaded xorb not kept: {}", st.error().describe());
+    return;
+  }
+  queue_for_disk(xorb, 0, std::move(chunks), bytes);
+}
+
+void ChunkCache::queue_for_disk(const Key32& xorb, uint32_t first, std::vector<ChunkBytes> chunks, uint64_t bytes) {
   if (!disk_ || chunks.empty()) return;
   {
     std::lock_guard lk(mu_);

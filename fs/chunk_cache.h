@@ -52,6 +52,12 @@ class ChunkCache {
   // Publishes freshly fetched chunks [first, first+n) of one xorb: into memory now, and queued
   // for the disk store.
   void insert_run(const Key32& xorb, uint32_t first, std::vector<ChunkBytes> chunks);
+  // Keeps a xorb this process uploaded (its serialized chunk records, footer optional): its
+  // chunks are queued for the disk store only, so writing does not push what readers use out
+  // of memory, while reading the data back (now or after a remount) costs no download.
+  // A body that does not decode is ignored (it is our own; nothing to serve from it).
+  // CPU-bound (decompression): call it off the io threads.
+  void insert_uploaded_xorb(const Key32& xorb, std::span<const uint8_t> serialized);
 
   // Blocks until the disk write queue is empty (tests, unmount).
   void flush();
@@ -60,6 +66,8 @@ class ChunkCache {
   cache::DiskChunkStore* disk() { return disk_.get(); }
 
  private:
+  void queue_for_disk(const Key32& xorb, uint32_t first, std::vector<ChunkBytes> chunks, uint64_t bytes);
+
   struct Run {
     Key32 xorb;
     uint32_t first;

@@ -16,6 +16,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -76,6 +77,35 @@ class LocalChange {
  private:
   InodeTable& t_;
   std::vector<uint64_t> dirs_;
+};
+
+// The remote's upload sink, plus: each xorb the CAS accepted goes to the disk chunk cache
+// (decoded on the cpu executor), so files written here read back without a download.
+class CachingUploadSink final : public xet::UploadSink {
+ public:
+  CachingUploadSink(xet::UploadSink& inner, ChunkCache& cache, net::any_io_executor cpu)
+      : inner_(inner), cache_(cache), cpu_(std::move(cpu)) {}
+
+  Task<Status> put_xorb(xet::Hash hash, std::shared_ptr<const std::string> serialized) override {
+    Status st = co_await inner_.put_xorb(hash, serialized);
+    if (st.ok()) {
+      net::post(cpu_, [&cache = cache_, key = hash.bytes, body = std::move(serialized)] {
+        cache.insert_uploaded_xorb(key, {reinterpret_cast<const uint8_t*>(body->data()), body->size()});
+      });
+    }
+    co_return st;
+  }
+  Task<Status> put_shard(std::shared_ptr<const std::string> shard) override {
+    co_return co_await inner_.put_shard(std::move(shard));
+  }
+  Task<std::optional<xet::Shard>> query_dedup(xet::Hash chunk) override {
+    co_return co_await inner_.query_dedup(chunk);
+  }
+
+ private:
+  xet::UploadSink& inner_;
+  ChunkCache& cache_;
+  net::any_io_executor cpu_;
 };
 
 }  // namespace
@@ -727,7 +757,8 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
     }
   }
   // One upload session for the group: small files share xorbs and one shard.
-  xet::UploadSession session(*sink, ex_, cpu_, cfg_.upload);
+  CachingUploadSink caching_sink(*sink, cache_, cpu_);
+  xet::UploadSession session(caching_sink, ex_, cpu_, cfg_.upload);
   for (auto& m : members) {
     if (m.skip) continue;
     m.size = m.ws->staged->size();

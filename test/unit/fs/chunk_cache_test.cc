@@ -1,10 +1,13 @@
 // ChunkCache: the memory tier in front of the disk store, as the read path uses it.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "fs/chunk_cache.h"
+#include "net/xet/hash.h"
+#include "net/xet/xorb.h"
 #include "test/unit/cache/test_util.h"
 
 using namespace hf;
@@ -91,4 +94,39 @@ TEST_CASE("chunk cache: a corrupted disk run is never returned by get_range") {
   for (uint32_t i = 0; i < out.size(); ++i) CHECK(*out[i] == chunk_content(6, i));
   CHECK_FALSE(std::filesystem::exists(run));
   CHECK(c.get(k, 5) == nullptr);
+}
+
+TEST_CASE("chunk cache: an uploaded xorb is kept on disk only, decoded, and a broken body is ignored") {
+  TempDir td;
+  const cache::Key32 k = xorb_key(7);
+  xet::XorbBuilder xb;
+  const xet::Compression schemes[] = {xet::Compression::none, xet::Compression::lz4, xet::Compression::bg4_lz4};
+  for (uint32_t i = 0; i < 9; ++i) {
+    auto raw = chunk_content(7, i);
+    if (i % 2) std::fill(raw.begin(), raw.begin() + static_cast<long>(raw.size() / 2), uint8_t{0});  // compressible
+    REQUIRE(xb.add(raw, xet::chunk_hash(raw), schemes[i % 3]).ok());
+  }
+  std::vector<uint8_t> body = xb.serialized();
+  auto footer = xet::serialize_footer(xb.footer());
+  REQUIRE(footer.ok());
+  body.insert(body.end(), footer->begin(), footer->end());  // the stored form: footer after the records
+
+  ChunkCache c(64ull << 20, open_disk(td.path()));
+  c.insert_uploaded_xorb(k, body);
+  c.flush();
+  CHECK(c.stats().mem_bytes == 0);  // writing does not push readers' data out of memory
+  std::vector<ChunkBytes> out;
+  c.get_range(k, 0, 9, out);
+  REQUIRE(out.size() == 9);
+  for (uint32_t i = 0; i < 9; ++i) {
+    auto raw = chunk_content(7, i);
+    if (i % 2) std::fill(raw.begin(), raw.begin() + static_cast<long>(raw.size() / 2), uint8_t{0});
+    CHECK(*out[i] == raw);
+  }
+
+  // A body cut inside a record stores nothing (never a partial or shifted run).
+  const cache::Key32 k2 = xorb_key(8);
+  c.insert_uploaded_xorb(k2, std::span(xb.serialized()).first(xb.serialized().size() - 3));
+  c.flush();
+  CHECK(c.get(k2, 0) == nullptr);
 }

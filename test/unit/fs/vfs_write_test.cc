@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 #include <future>
@@ -32,10 +33,10 @@ struct Bucket {
   IoThreads io;
   boost::asio::thread_pool cpu{1};
   FakeRemote remote;
-  ChunkCache cache{64 << 20, nullptr};
+  ChunkCache cache;
   std::unique_ptr<Vfs> vfs;
 
-  Bucket() {
+  explicit Bucket(std::unique_ptr<cache::DiskChunkStore> disk = nullptr) : cache(64 << 20, std::move(disk)) {
     remote.writable = true;
     remote.add_dir("");
     vfs = make();
@@ -97,6 +98,36 @@ struct Bucket {
 };
 
 }  // namespace
+
+TEST_CASE("what a bucket mount uploaded reads back from the disk cache, also in a fresh mount, without a download") {
+  TempDir cache_dir;
+  cache::DiskChunkStoreOptions o;
+  o.dir = cache_dir.path;
+  o.max_bytes = 256ull << 20;
+  auto disk = cache::DiskChunkStore::open(o);
+  REQUIRE(disk.ok());
+  Bucket b(std::move(*disk));
+  // Several xorbs (64 chunks each here), compressible and not.
+  auto data = random_bytes(6 << 20, 11);
+  for (size_t i = 0; i < (2u << 20); ++i) data[i] = static_cast<uint8_t>(i / 4096);
+  REQUIRE(b.write_file("ckpt.bin", data).ok());
+  REQUIRE(b.remote.committed("ckpt.bin") == data);
+  // The xorbs are decoded on the cpu pool, then written by the cache's disk writer.
+  std::promise<void> cpu_done;
+  boost::asio::post(b.cpu, [&] { cpu_done.set_value(); });
+  cpu_done.get_future().wait();
+  b.cache.flush();
+  uint64_t fetches = b.remote.fetch_calls.load(), downloads = b.remote.download_calls.load();
+  auto fresh = b.make();  // nothing of ckpt.bin is known to it; only the chunk cache has the bytes
+  uint64_t ino = b.ino(*fresh, "ckpt.bin");
+  REQUIRE(ino);
+  auto back = b.read_all(*fresh, ino);
+  CHECK(sha256_hex(back.data(), back.size()) == sha256_hex(data.data(), data.size()));
+  CHECK(b.remote.fetch_calls.load() == fetches);
+  CHECK(b.remote.download_calls.load() == downloads);
+  auto s = b.cache.stats();
+  CHECK(s.disk_hits > 0);
+}
 
 TEST_CASE("a new file is committed at close and readable by a fresh mount") {
   Bucket b;
