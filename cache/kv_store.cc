@@ -221,6 +221,17 @@ Result<std::unique_ptr<KvStore>> KvStore::open_secondary(const std::string& path
 bool KvStore::is_secondary() const { return impl_->secondary; }
 std::vector<std::string> KvStore::column_families() const { return impl_->names; }
 
+uint64_t KvStore::memory_bytes() const {
+  uint64_t total = impl_->block_cache ? impl_->block_cache->GetUsage() : 0;
+  for (auto* h : impl_->handles) {
+    for (const char* prop : {"rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem"}) {
+      uint64_t v = 0;
+      if (impl_->db->GetIntProperty(h, prop, &v)) total += v;
+    }
+  }
+  return total;
+}
+
 Result<std::optional<std::string>> KvStore::get(std::string_view cf, std::string_view key) const {
   HF_ASSIGN_OR_RETURN(size_t i, impl_->cf_index(cf));
   std::string value;

@@ -64,6 +64,9 @@ class KvStore {
   KvStore& operator=(const KvStore&) = delete;
 
   bool is_secondary() const;
+  // Bytes RocksDB holds in memory for this DB: memtables, table readers (index and filter
+  // blocks outside the block cache) and the block cache. Approximate; thread-safe.
+  uint64_t memory_bytes() const;
   std::vector<std::string> column_families() const;
 
   Result<std::optional<std::string>> get(std::string_view cf, std::string_view key) const;

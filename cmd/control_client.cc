@@ -211,6 +211,10 @@ Result<fs::MountStatus> parse_status_reply(std::string_view line) {
   s.commits = u64_field(o, "commits");
   s.commit_failures = u64_field(o, "commit_failures");
   s.uploaded_bytes = u64_field(o, "uploaded_bytes");
+  s.rss_bytes = u64_field(o, "rss_bytes");
+  s.heap_in_use_bytes = u64_field(o, "heap_in_use_bytes");
+  s.heap_free_bytes = u64_field(o, "heap_free_bytes");
+  s.db_memory_bytes = u64_field(o, "db_memory_bytes");
   return s;
 }
 

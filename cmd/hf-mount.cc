@@ -38,6 +38,7 @@
 #include "cmd/mountinfo.h"
 #include "cmd/progress.h"
 #include "cmd/start_args.h"
+#include "fs/control_protocol.h"
 #include "fs/control_server.h"
 #include "fs/mount.h"
 
@@ -420,22 +421,6 @@ int64_t uptime_s(const fs::MountStatus& s) {
   return s.started_at_ns > 0 ? std::max<int64_t>(0, (now_unix_ns() - s.started_at_ns) / 1000000000) : 0;
 }
 
-void write_status_json(JsonWriter& w, const fs::MountStatus& s) {
-  w.begin_object();
-  w.kv("source", s.source).kv("mountpoint", s.mountpoint).kv("revision", s.revision).kv("commit", s.commit);
-  w.kv("endpoint", s.endpoint).kv("cache_dir", s.cache_dir);
-  w.kv("read_only", s.read_only).kv("pinned", s.pinned).kv("offline", s.offline);
-  w.kv("pid", s.pid).kv("started_at_ns", s.started_at_ns);
-  w.kv("bytes_fetched", s.bytes_fetched).kv("bytes_served", s.bytes_served);
-  w.kv("cache_hits", s.cache_hits).kv("cache_misses", s.cache_misses);
-  w.kv("cache_disk_bytes", s.cache_disk_bytes).kv("cache_memory_bytes", s.cache_memory_bytes);
-  w.kv("http_requests", s.http_requests).kv("http_in_flight", s.http_in_flight);
-  w.kv("http_errors", s.http_errors).kv("http_retries", s.http_retries).kv("read_errors", s.read_errors);
-  w.kv("dirty_files", s.dirty_files).kv("commits", s.commits).kv("commit_failures", s.commit_failures);
-  w.kv("uploaded_bytes", s.uploaded_bytes);
-  w.end_object();
-}
-
 void print_status_human(const MountEntry& m, const Result<fs::MountStatus>& r) {
   std::printf("%s on %s\n", m.source.c_str(), m.mountpoint.c_str());
   if (!r.ok()) {
@@ -460,6 +445,10 @@ void print_status_human(const MountEntry& m, const Result<fs::MountStatus>& r) {
               static_cast<unsigned long long>(s.http_requests), static_cast<unsigned long long>(s.http_in_flight),
               static_cast<unsigned long long>(s.http_retries), static_cast<unsigned long long>(s.http_errors),
               static_cast<unsigned long long>(s.read_errors));
+  std::printf("  memory     %s resident: heap %s in use + %s free, metadata DB %s, chunk cache %s\n",
+              format_size(s.rss_bytes).c_str(), format_size(s.heap_in_use_bytes).c_str(),
+              format_size(s.heap_free_bytes).c_str(), format_size(s.db_memory_bytes).c_str(),
+              format_size(s.cache_memory_bytes).c_str());
   if (!s.read_only) {
     std::printf("  writes     %llu pending, %llu commits (%llu failed), %s uploaded\n",
                 static_cast<unsigned long long>(s.dirty_files), static_cast<unsigned long long>(s.commits),
@@ -504,7 +493,7 @@ int cmd_status(const std::vector<std::string>& args) {
       if (r.ok()) {
         w.kv("uptime_s", uptime_s(*r)).kv("cache_hit_ratio", hit_ratio(*r));
         w.key("status");
-        write_status_json(w, *r);
+        fs::write_mount_status(w, *r);
       } else {
         w.kv("error", r.error().message).kv("errc", errc_name(r.code()));
       }

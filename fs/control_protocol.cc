@@ -56,4 +56,22 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
   return r;
 }
 
+void write_mount_status(JsonWriter& w, const MountStatus& s) {
+  w.begin_object();
+  w.kv("source", s.source).kv("mountpoint", s.mountpoint).kv("revision", s.revision).kv("commit", s.commit);
+  w.kv("endpoint", s.endpoint).kv("cache_dir", s.cache_dir);
+  w.kv("read_only", s.read_only).kv("pinned", s.pinned).kv("offline", s.offline);
+  w.kv("pid", s.pid).kv("started_at_ns", s.started_at_ns);
+  w.kv("bytes_fetched", s.bytes_fetched).kv("bytes_served", s.bytes_served);
+  w.kv("cache_hits", s.cache_hits).kv("cache_misses", s.cache_misses);
+  w.kv("cache_disk_bytes", s.cache_disk_bytes).kv("cache_memory_bytes", s.cache_memory_bytes);
+  w.kv("http_requests", s.http_requests).kv("http_in_flight", s.http_in_flight);
+  w.kv("http_errors", s.http_errors).kv("http_retries", s.http_retries).kv("read_errors", s.read_errors);
+  w.kv("dirty_files", s.dirty_files).kv("commits", s.commits).kv("commit_failures", s.commit_failures);
+  w.kv("uploaded_bytes", s.uploaded_bytes);
+  w.kv("rss_bytes", s.rss_bytes).kv("heap_in_use_bytes", s.heap_in_use_bytes);
+  w.kv("heap_free_bytes", s.heap_free_bytes).kv("db_memory_bytes", s.db_memory_bytes);
+  w.end_object();
+}
+
 }  // namespace hf::fs

@@ -8,7 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/json_writer.h"
 #include "base/result.h"
+#include "fs/control.h"
 
 namespace hf::fs {
 
@@ -27,5 +29,9 @@ Result<ControlRequest> parse_control_request(std::string_view line);
 // A request path relative to the mount root: "", "." and "/" mean the root; "a//b/./c" ->
 // "a/b/c"; ".." and NUL are refused.
 Result<std::string> normalize_request_path(std::string_view p);
+
+// A MountStatus as the JSON object the status reply carries (and `hf-mount status --json`
+// prints): one writer, so the server and the client's output never drift apart.
+void write_mount_status(JsonWriter& w, const MountStatus& s);
 
 }  // namespace hf::fs

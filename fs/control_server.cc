@@ -106,19 +106,9 @@ std::string ok_line() { return "{\"ok\":true}\n"; }
 
 std::string status_line(const MountStatus& s) {
   JsonWriter w;
-  w.begin_object().kv("ok", true).key("status").begin_object();
-  w.kv("source", s.source).kv("mountpoint", s.mountpoint).kv("revision", s.revision).kv("commit", s.commit);
-  w.kv("endpoint", s.endpoint).kv("cache_dir", s.cache_dir);
-  w.kv("read_only", s.read_only).kv("pinned", s.pinned).kv("offline", s.offline);
-  w.kv("pid", s.pid).kv("started_at_ns", s.started_at_ns);
-  w.kv("bytes_fetched", s.bytes_fetched).kv("bytes_served", s.bytes_served);
-  w.kv("cache_hits", s.cache_hits).kv("cache_misses", s.cache_misses);
-  w.kv("cache_disk_bytes", s.cache_disk_bytes).kv("cache_memory_bytes", s.cache_memory_bytes);
-  w.kv("http_requests", s.http_requests).kv("http_in_flight", s.http_in_flight);
-  w.kv("http_errors", s.http_errors).kv("http_retries", s.http_retries).kv("read_errors", s.read_errors);
-  w.kv("dirty_files", s.dirty_files).kv("commits", s.commits).kv("commit_failures", s.commit_failures);
-  w.kv("uploaded_bytes", s.uploaded_bytes);
-  w.end_object().end_object();
+  w.begin_object().kv("ok", true).key("status");
+  write_mount_status(w, s);
+  w.end_object();
   std::string out = w.take();
   out.push_back('\n');
   return out;

@@ -159,6 +159,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::open(const std::string& cache_dir,
 }
 
 bool MetaStore::read_only() const { return kv_->is_secondary(); }
+uint64_t MetaStore::memory_bytes() const { return kv_->memory_bytes(); }
 
 void MetaStore::catch_up() {
   if (kv_->is_secondary()) (void)kv_->try_catch_up();

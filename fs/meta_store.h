@@ -58,6 +58,8 @@ class MetaStore {
   static Result<std::unique_ptr<MetaStore>> open(const std::string& cache_dir, const std::string& scope);
 
   bool read_only() const;
+  // Memory the database holds (memtables, block cache, table readers); for `status`.
+  uint64_t memory_bytes() const;
 
   Status put_ref(const std::string& revision, const RefRecord& r);
   std::optional<RefRecord> get_ref(const std::string& revision);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -70,8 +71,26 @@ bool live_prefix(const std::string& got) {
   return got.size() < full.size() && full.compare(0, got.size(), got) == 0;
 }
 
+// What the daemon says its memory is (`hf-mount status --json`): tells a leak (heap in use
+// grows) from fragmentation (free heap grows) and from caches filling up to their bounds.
+struct MemorySample {
+  uint64_t heap_in_use = 0, heap_free = 0, db = 0, chunk_cache = 0;
+};
+
+uint64_t json_u64(const std::string& doc, const std::string& key) {
+  size_t p = doc.find("\"" + key + "\":");
+  return p == std::string::npos ? 0 : std::strtoull(doc.c_str() + p + key.size() + 3, nullptr, 10);
+}
+
+MemorySample status_memory(const std::string& mountpoint) {
+  CmdResult r = run(build_root() + "/cmd/hf-mount status --json '" + mountpoint + "'");
+  return {json_u64(r.out, "heap_in_use_bytes"), json_u64(r.out, "heap_free_bytes"), json_u64(r.out, "db_memory_bytes"),
+          json_u64(r.out, "cache_memory_bytes")};
+}
+
 struct Series {
   std::vector<ProcSample> s;
+  std::vector<MemorySample> mem;
   uint64_t max_rss(size_t from, size_t to) const {
     uint64_t m = 0;
     for (size_t i = from; i < to && i < s.size(); ++i) m = std::max(m, s[i].rss_kb);
@@ -234,6 +253,8 @@ TEST_CASE("soak: readers, writers, listings and remote changes; RSS, fds and thr
     std::this_thread::sleep_for(interval);
     rs.s.push_back(sample_process(repo.pid()));
     bs.s.push_back(sample_process(bucket.pid()));
+    rs.mem.push_back(status_memory(repo.path()));
+    bs.mem.push_back(status_memory(bucket.path()));
     if (sample_process(repo.pid()).state == 'Z' || sample_process(bucket.pid()).state == 'Z') break;
   }
   stop = true;
@@ -313,6 +334,13 @@ TEST_CASE("soak: readers, writers, listings and remote changes; RSS, fds and thr
   std::string brss;
   for (auto& s : bs.s) brss += fmt::format("{} ", s.rss_kb / 1024);
   std::printf("[soak] repo RSS MiB over time: %s\n[soak] bucket RSS MiB over time: %s\n", rss.c_str(), brss.c_str());
+  for (auto* series : {&rs, &bs}) {
+    std::string line;
+    for (auto& m : series->mem)
+      line += fmt::format("{}/{}/{}/{} ", m.heap_in_use >> 20, m.heap_free >> 20, m.db >> 20, m.chunk_cache >> 20);
+    std::printf("[soak] %s heap in use/heap free/DB/chunk cache MiB over time: %s\n", series == &rs ? "repo" : "bucket",
+                line.c_str());
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -276,7 +276,8 @@ def main():
         check(r.returncode == 5 and "already" in r.stderr, "hf-mount start refuses a mounted mount point", r.stderr)
 
         r = run([CLI, "status"], env=env)
-        check(r.returncode == 0 and f"hf://acme/tiny on {mp}" in r.stdout and "revision   main @" in r.stdout,
+        check(r.returncode == 0 and f"hf://acme/tiny on {mp}" in r.stdout and "revision   main @" in r.stdout
+              and "  memory     " in r.stdout and " resident: heap " in r.stdout,
               "hf-mount status (text)", r.stdout + r.stderr)
         r = run([CLI, "status", "--json"], env=env)
         doc = json.loads(r.stdout) if r.returncode == 0 else {}
@@ -285,6 +286,13 @@ def main():
               and len(entry["status"]["commit"]) == 40 and entry["status"]["pid"] > 0
               and entry["status"]["source"] == "hf://acme/tiny",
               "hf-mount status --json", r.stdout + r.stderr)
+        st = entry["status"] if entry else {}
+        # The daemon's own /proc/PID/statm agrees with the resident size it reports (within 16 MiB).
+        statm = open(f"/proc/{st.get('pid', 0)}/statm").read().split() if st.get("pid") else ["0", "0"]
+        resident = int(statm[1]) * os.sysconf("SC_PAGE_SIZE")
+        check(st.get("rss_bytes", 0) > 0 and abs(st["rss_bytes"] - resident) < (16 << 20)
+              and 0 < st.get("heap_in_use_bytes", 0) < st["rss_bytes"] and "db_memory_bytes" in st,
+              "hf-mount status --json reports the daemon's memory", json.dumps(st))
 
         model = os.path.join(mp, "model.safetensors")
         before = int(os.getxattr(model, "user.hf.cached_bytes"))
