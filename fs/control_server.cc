@@ -1,5 +1,6 @@
 #include "fs/control_server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -376,9 +377,32 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   }
 };
 
+size_t remove_stale_sockets(const std::string& dir, std::chrono::seconds min_age) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  const time_t cutoff = ::time(nullptr) - static_cast<time_t>(min_age.count());
+  size_t seen = 0, removed = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (++seen > 4096) break;
+    std::string_view name = e->d_name;
+    if (name.size() < 6 || name.substr(name.size() - 5) != ".sock") continue;
+    std::string path = dir + "/" + std::string(name);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    if (st.st_mtime > cutoff || socket_is_live(path)) continue;
+    if (::unlink(path.c_str()) == 0) ++removed;
+  }
+  ::closedir(d);
+  return removed;
+}
+
 Result<std::unique_ptr<ControlServer>> ControlServer::start(net::any_io_executor ex, const std::string& mountpoint,
                                                             uid_t owner_uid, ControlHandler& handler) {
-  HF_TRY(prepare_socket_dir(control_socket_dir(::geteuid())));
+  const std::string dir = control_socket_dir(::geteuid());
+  HF_TRY(prepare_socket_dir(dir));
+  if (size_t n = remove_stale_sockets(dir, std::chrono::seconds(60))) {
+    HF_LOG_INFO("control", "removed {} control socket(s) of mounts that are gone", n);
+  }
   return start_at(std::move(ex), control_socket_path(mountpoint), owner_uid, handler);
 }
 

@@ -92,4 +92,10 @@ std::vector<std::string> control_socket_candidates(const std::string& mountpoint
 // geteuid() with no group/other access (tightened to 0700 if it only has extra bits).
 Status prepare_socket_dir(const std::string& dir);
 
+// Removes the "*.sock" sockets in `dir` that nobody listens on (their mounts were killed) and
+// that are older than `min_age` (a socket that another mount has bound but not yet listens on
+// is younger than that). Looks at most at 4096 entries; returns how many it removed. Used by
+// start() so that killed mounts do not leave sockets piling up.
+size_t remove_stale_sockets(const std::string& dir, std::chrono::seconds min_age);
+
 }  // namespace hf::fs

@@ -422,6 +422,46 @@ TEST_CASE("stale sockets are replaced, live ones are not, the destructor unlinks
   CHECK_THAT(third.error().message, Catch::Contains("not a socket"));
 }
 
+TEST_CASE("sockets of killed mounts are swept once old; live, young and foreign files stay") {
+  TempDir tmp;
+  Io io;
+  FakeHandler h;
+  auto bind_and_drop = [](const std::string& path) {  // a mount killed with SIGKILL leaves this
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.data(), path.size());
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    ::close(fd);
+  };
+  auto age = [](const std::string& path) {
+    timespec t[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), t, AT_SYMLINK_NOFOLLOW) == 0);
+  };
+  const std::string old_dead = tmp.path + "/aaaa.sock", young_dead = tmp.path + "/bbbb.sock",
+                    live = tmp.path + "/cccc.sock", not_socket = tmp.path + "/dddd.sock",
+                    other_name = tmp.path + "/eeee.sk";
+  bind_and_drop(old_dead);
+  age(old_dead);
+  bind_and_drop(young_dead);
+  auto srv = fs::ControlServer::start_at(io.io.get_executor(), live, ::geteuid(), h);
+  REQUIRE(srv.ok());
+  age(live);
+  REQUIRE(::close(::open(not_socket.c_str(), O_CREAT | O_WRONLY, 0600)) == 0);
+  age(not_socket);
+  bind_and_drop(other_name);
+  age(other_name);
+
+  CHECK(fs::remove_stale_sockets(tmp.path, std::chrono::seconds(60)) == 1);
+  CHECK(::access(old_dead.c_str(), F_OK) != 0);
+  for (const auto& kept : {young_dead, live, not_socket, other_name}) {
+    INFO(kept);
+    CHECK(::access(kept.c_str(), F_OK) == 0);
+  }
+  CHECK(cmd::query_status(one(live)).ok());
+  CHECK(fs::remove_stale_sockets(tmp.path + "/missing", std::chrono::seconds(60)) == 0);
+}
+
 TEST_CASE("destroying the server during a warm is safe") {
   TempDir tmp;
   Io io;
