@@ -43,10 +43,13 @@ done
 HUB=$(sed -n 's/^listening on //p' "$WORK/hubsim.out")
 HASH=$(curl -sI "$HUB/bench/x/resolve/main/model.bin" | tr -d '\r' | sed -n 's/^[Xx]-[Xx]et-[Hh]ash: //p')
 TOKEN=$(curl -s "$HUB/api/models/bench/x/xet-read-token/main" | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
-# The presigned URL and byte range of the whole file (one xorb for <= 64 MiB).
+# The presigned URL and byte range to serve.
 curl -s -H "Authorization: Bearer $TOKEN" "$HUB/cas/v2/reconstructions/$HASH" >"$WORK/recon.json"
-URL=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); f=list(d["xorbs"].values())[0][0]; print(f["url"])' "$WORK/recon.json")
-FULL=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=list(d["xorbs"].values())[0][0]["ranges"][0]["bytes"]; print("%d-%d" % (r["start"], r["end"]))' "$WORK/recon.json")
+# The largest xorb range (a 64 MiB file spans a full xorb plus a small tail xorb; the JSON
+# object's key order is not the file's order).
+BIGGEST='import json,sys; d=json.load(open(sys.argv[1])); f=max((e for v in d["xorbs"].values() for e in v), key=lambda e: e["ranges"][0]["bytes"]["end"] - e["ranges"][0]["bytes"]["start"])'
+URL=$(python3 -c "$BIGGEST; print(f['url'])" "$WORK/recon.json")
+FULL=$(python3 -c "$BIGGEST; r=f['ranges'][0]['bytes']; print('%d-%d' % (r['start'], r['end']))" "$WORK/recon.json")
 START=${FULL%-*}
 END=${FULL#*-}
 # The same serialized bytes as a plain file for nginx (offsets identical: the file starts at 0).

@@ -19,11 +19,15 @@
 #include <boost/beast/ssl.hpp>
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include "base/clock.h"
 #include "base/json_writer.h"
@@ -49,6 +53,9 @@ constexpr auto kWriteTimeout = std::chrono::seconds(120);
 // kernel copy straight from the stored buffer with few syscalls.
 constexpr size_t kMemorySlice = 16u << 20;
 constexpr size_t kGeneratedSlice = 1u << 20;
+// Pieces from this size on are sent with sendfile(2) when their source has a file.
+constexpr uint64_t kSendfileMin = 64u << 10;
+constexpr uint64_t kSendfileSlice = 2u << 20;
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -240,6 +247,61 @@ struct Server::Net::Impl {
     }
   }
 
+  // Sends [offset, offset+length) of `fd` with sendfile(2), waiting for writability between
+  // partial sends. Fails when the peer stops reading for kWriteTimeout, the connection breaks or
+  // the file is shorter than promised.
+  static net::awaitable<bool> send_file(tcp::socket& sock, int fd, uint64_t offset, uint64_t length) {
+    beast::error_code ec;
+    sock.native_non_blocking(true, ec);
+    if (ec) co_return false;
+    // The write timeout: a timer on the connection's strand cancels the wait. `state` outlives
+    // this frame in the timer's handler, which does nothing once `done` is set.
+    struct State {
+      bool done = false;
+      bool timed_out = false;
+    };
+    auto state = std::make_shared<State>();
+    net::steady_timer timer(sock.get_executor());
+    auto arm = [&] {
+      timer.expires_after(kWriteTimeout);
+      timer.async_wait([state, &sock](beast::error_code e) {
+        if (e || state->done) return;
+        state->timed_out = true;
+        beast::error_code ignored;
+        sock.cancel(ignored);
+      });
+    };
+    arm();
+    int one = 1, zero = 0;
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    off_t pos = static_cast<off_t>(offset);
+    uint64_t left = length;
+    bool ok = true;
+    while (left > 0) {
+      ssize_t n = ::sendfile(sock.native_handle(), fd, &pos, static_cast<size_t>(std::min<uint64_t>(left, kSendfileSlice)));
+      if (n > 0) {
+        left -= static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        co_await sock.async_wait(tcp::socket::wait_write, net::redirect_error(net::use_awaitable, ec));
+        if (ec || state->timed_out) {
+          ok = false;
+          break;
+        }
+        arm();  // progress: the timeout counts from the last write, like the buffered path's
+        continue;
+      }
+      ok = false;  // n == 0: the file is shorter than the range; or a socket error
+      break;
+    }
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    state->done = true;
+    timer.cancel();
+    co_return ok;
+  }
+
   // Writes one response. Returns the number of body bytes sent, or UINT64_MAX when the
   // connection broke.
   template <class Stream>
@@ -301,6 +363,22 @@ struct Server::Net::Impl {
       uint64_t crate = conn_bw.rate();
       uint64_t eff = rate == 0 ? crate : (crate == 0 ? rate : std::min(rate, crate));
       for (const auto& piece : resp.body) {
+        if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+          // Large unaltered ranges over plain HTTP: sendfile from the source's file.
+          if (!fault && eff == 0 && piece.length >= kSendfileMin) {
+            if (int fd = piece.src->open_file(); fd >= 0) {
+              if (!bufs.empty() && !co_await flush(0)) {
+                ::close(fd);
+                co_return UINT64_MAX;
+              }
+              bool ok = co_await send_file(s.socket(), fd, piece.offset, piece.length);
+              ::close(fd);
+              if (!ok) co_return UINT64_MAX;
+              sent += piece.length;
+              continue;
+            }
+          }
+        }
         uint64_t off = piece.offset, left = piece.length;
         bool contiguous = !piece.src->contiguous().empty();
         while (left > 0) {

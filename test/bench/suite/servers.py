@@ -1,7 +1,7 @@
 """Servers of the benchmark suite: the project's Hub/CAS emulator (for our filesystem), nginx
 serving the same bytes as plain files (for the peers), and an optional network namespace with a
 tc tbf bandwidth cap (WAN profiles; netem is not available on this kernel)."""
-import json, os, shutil, subprocess, time, urllib.request
+import json, os, shutil, subprocess, time, urllib.error, urllib.request
 
 from benchlib import Proc, cleanup, free_port, http_json, log, run
 
@@ -55,11 +55,36 @@ class Hubsim:
     def knobs(self):
         return http_json(self.url + "/_sim/config")
 
+    def largest_xorb_range(self, repo, name):
+        """(presigned URL, first byte, last byte) of the largest xorb range of a model file's
+        reconstruction: what the CAS serves to a reader, the emulator-vs-nginx comparison's subject."""
+        head = urllib.request.Request(f"{self.url}/{repo}/resolve/main/{name}", method="HEAD")
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            r = opener.open(head, timeout=30)
+            xet_hash = r.headers["X-Xet-Hash"]
+        except urllib.error.HTTPError as e:  # the 302 to the CAS carries the header
+            xet_hash = e.headers["X-Xet-Hash"]
+        token = http_json(f"{self.url}/api/models/{repo}/xet-read-token/main")["accessToken"]
+        req = urllib.request.Request(f"{self.url}/cas/v2/reconstructions/{xet_hash}",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            recon = json.loads(r.read())
+        fetch = max((e for v in recon["xorbs"].values() for e in v),
+                    key=lambda e: e["ranges"][0]["bytes"]["end"] - e["ranges"][0]["bytes"]["start"])
+        b = fetch["ranges"][0]["bytes"]
+        return fetch["url"], b["start"], b["end"]
+
     def repo_sha(self, kind, repo):
         return http_json(f"{self.url}/api/{kind}s/{repo}")["sha"]
 
     def stop(self):
         self.proc.stop()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
 
 
 class Delta:
