@@ -202,6 +202,7 @@ Result<fs::MountStatus> parse_status_reply(std::string_view line) {
   s.cache_misses = u64_field(o, "cache_misses");
   s.cache_disk_bytes = u64_field(o, "cache_disk_bytes");
   s.cache_memory_bytes = u64_field(o, "cache_memory_bytes");
+  s.cache_writes_dropped = u64_field(o, "cache_writes_dropped");
   s.http_requests = u64_field(o, "http_requests");
   s.http_in_flight = u64_field(o, "http_in_flight");
   s.http_errors = u64_field(o, "http_errors");

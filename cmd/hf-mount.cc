@@ -441,6 +441,10 @@ void print_status_human(const MountEntry& m, const Result<fs::MountStatus>& r) {
               lookups ? fmt::format("{:.1f}%", hit_ratio(s) * 100).c_str() : "-",
               static_cast<unsigned long long>(s.cache_hits), static_cast<unsigned long long>(lookups),
               format_size(s.cache_disk_bytes).c_str(), format_size(s.cache_memory_bytes).c_str(), s.cache_dir.c_str());
+  if (s.cache_writes_dropped > 0) {
+    std::printf("             %llu disk cache writes dropped (the disk fell behind; those chunks are fetched again after a remount)\n",
+                static_cast<unsigned long long>(s.cache_writes_dropped));
+  }
   std::printf("  requests   %llu HTTP, %llu in flight, %llu retries, %llu errors; %llu read errors\n",
               static_cast<unsigned long long>(s.http_requests), static_cast<unsigned long long>(s.http_in_flight),
               static_cast<unsigned long long>(s.http_retries), static_cast<unsigned long long>(s.http_errors),

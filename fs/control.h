@@ -37,6 +37,9 @@ struct MountStatus {
   uint64_t bytes_served = 0;      // returned to readers
   uint64_t cache_hits = 0, cache_misses = 0;
   uint64_t cache_disk_bytes = 0, cache_memory_bytes = 0;
+  // Runs not written to the disk cache because its writer fell behind (their bytes were served
+  // from memory and will be fetched again after a remount).
+  uint64_t cache_writes_dropped = 0;
   uint64_t http_requests = 0, http_in_flight = 0, http_errors = 0, http_retries = 0;
   uint64_t read_errors = 0;
   // Writes (buckets).

@@ -65,6 +65,7 @@ void write_mount_status(JsonWriter& w, const MountStatus& s) {
   w.kv("bytes_fetched", s.bytes_fetched).kv("bytes_served", s.bytes_served);
   w.kv("cache_hits", s.cache_hits).kv("cache_misses", s.cache_misses);
   w.kv("cache_disk_bytes", s.cache_disk_bytes).kv("cache_memory_bytes", s.cache_memory_bytes);
+  w.kv("cache_writes_dropped", s.cache_writes_dropped);
   w.kv("http_requests", s.http_requests).kv("http_in_flight", s.http_in_flight);
   w.kv("http_errors", s.http_errors).kv("http_retries", s.http_retries).kv("read_errors", s.read_errors);
   w.kv("dirty_files", s.dirty_files).kv("commits", s.commits).kv("commit_failures", s.commit_failures);

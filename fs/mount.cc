@@ -415,6 +415,7 @@ MountStatus Mount::status() {
     s.cache_misses = c.misses;
     s.cache_disk_bytes = c.disk_bytes;
     s.cache_memory_bytes = c.mem_bytes;
+    s.cache_writes_dropped = c.runs_dropped;
   }
   if (http_) {
     auto h = http_->stats();

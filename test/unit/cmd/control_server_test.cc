@@ -226,6 +226,8 @@ TEST_CASE("status, warm and flush round trips") {
   h.st.http_errors = 2;
   h.st.dirty_files = 5;
   h.st.uploaded_bytes = 123456789012ull;
+  h.st.cache_writes_dropped = 17;
+  h.st.heap_in_use_bytes = 5ull << 30;
   std::string path = tmp.path + "/c.sock";
   auto srv = fs::ControlServer::start_at(io.io.get_executor(), path, ::geteuid(), h);
   REQUIRE(srv.ok());
@@ -251,6 +253,8 @@ TEST_CASE("status, warm and flush round trips") {
     CHECK(s->http_errors == 2);
     CHECK(s->dirty_files == 5);
     CHECK(s->uploaded_bytes == 123456789012ull);
+    CHECK(s->cache_writes_dropped == 17);
+    CHECK(s->heap_in_use_bytes == (5ull << 30));
   }
 
   SECTION("warm streams monotonic progress, then ok; paths are normalized") {

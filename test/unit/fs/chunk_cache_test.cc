@@ -130,3 +130,25 @@ TEST_CASE("chunk cache: an uploaded xorb is kept on disk only, decoded, and a br
   c.flush();
   CHECK(c.get(k2, 0) == nullptr);
 }
+
+TEST_CASE("chunk cache: runs the disk writer cannot take are dropped, counted, and still served from memory") {
+  TempDir td;
+  const cache::Key32 k = xorb_key(8);
+  // A queue bound below one run's size: every run is dropped instead of waiting for the disk.
+  ChunkCache c(64ull << 20, open_disk(td.path()), 1024);
+  c.insert_run(k, 0, make_run(8, 0, 4));
+  c.insert_run(k, 4, make_run(8, 4, 4));
+  c.flush();
+  auto s = c.stats();
+  CHECK(s.runs_dropped == 2);
+  CHECK(s.runs_queued == 0);
+  CHECK(s.disk_bytes == 0);
+  for (uint32_t i = 0; i < 8; ++i) {
+    auto b = c.get(k, i);
+    REQUIRE(b);
+    CHECK(*b == chunk_content(8, i));
+  }
+  // Nothing reached the disk: a remount would fetch these again.
+  ChunkCache fresh(64ull << 20, open_disk(td.path()));
+  CHECK_FALSE(fresh.get(k, 0));
+}
