@@ -11,12 +11,31 @@ ChunkCache::ChunkCache(uint64_t memory_bytes, std::unique_ptr<cache::DiskChunkSt
 }
 
 ChunkCache::~ChunkCache() {
+  std::vector<std::function<void()>> waiters;
   {
     std::lock_guard lk(mu_);
     stop_ = true;
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lk(mu_);
+    waiters.swap(room_waiters_);
+  }
+  for (auto& w : waiters) w();
+}
+
+void ChunkCache::when_disk_room(std::function<void()> ready) {
+  if (disk_) {
+    std::lock_guard lk(mu_);
+    const bool stalled = writing_ && std::chrono::steady_clock::now() - write_started_ > std::chrono::seconds(2);
+    if (queued_bytes_ > max_queue_bytes_ / 2 && !stop_ && !stalled) {
+      room_waiters_.push_back(std::move(ready));
+      room_waits_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  ready();
 }
 
 ChunkBytes ChunkCache::get_memory(const Key32& xorb, uint32_t index) {
@@ -131,13 +150,22 @@ void ChunkCache::writer_loop() {
     Run run = std::move(queue_.front());
     queue_.pop_front();
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     lk.unlock();
     Status st = disk_->put_run(run.xorb, run.first, run.chunks);
     if (!st.ok()) HF_LOG_WARN("cache", "disk cache write failed: {}", st.error().describe());
+    run.chunks.clear();  // before waking fetchers: their data replaces this
     lk.lock();
     writing_ = false;
     queued_bytes_ -= run.bytes;
     if (queue_.empty()) idle_cv_.notify_all();
+    if (!room_waiters_.empty() && queued_bytes_ <= max_queue_bytes_ / 2) {
+      std::vector<std::function<void()>> waiters;
+      waiters.swap(room_waiters_);
+      lk.unlock();
+      for (auto& w : waiters) w();
+      lk.lock();
+    }
   }
 }
 
@@ -153,6 +181,7 @@ ChunkCacheStats ChunkCache::stats() const {
   s.misses = misses_.load();
   s.runs_queued = runs_queued_.load();
   s.runs_dropped = runs_dropped_.load();
+  s.room_waits = room_waits_.load();
   s.mem_bytes = mem_.used_bytes();
   s.disk_bytes = disk_ ? disk_->used_bytes() : 0;
   return s;

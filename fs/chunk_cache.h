@@ -1,14 +1,19 @@
 // The tiered chunk cache every read goes through: a byte-bounded memory cache in front of the
 // shared on-disk chunk store. Disk writes happen on a dedicated writer thread so a read
-// completion never waits for the disk; a full write queue drops work (it is only a cache).
+// completion never waits for the disk. Fetchers wait for room in the write queue before going
+// to the network (when_disk_room), so a disk slower than the network slows downloads instead of
+// losing cache fills; a queue that is full anyway (a disk that stalls, many files at once) drops
+// work (it is only a cache) and counts it.
 //
 // Thread-safety: all members are safe from any thread. Lifetime: the writer thread is joined by
 // the destructor after the queue drains (bounded: at most `max_queue_bytes` pending).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -26,6 +31,7 @@ using cache::Key32;
 struct ChunkCacheStats {
   uint64_t mem_hits = 0, disk_hits = 0, misses = 0;
   uint64_t runs_queued = 0, runs_dropped = 0;
+  uint64_t room_waits = 0;  // times a fetcher had to wait for the disk writer
   uint64_t mem_bytes = 0, disk_bytes = 0;
 };
 
@@ -59,6 +65,13 @@ class ChunkCache {
   // CPU-bound (decompression): call it off the io threads.
   void insert_uploaded_xorb(const Key32& xorb, std::span<const uint8_t> serialized);
 
+  // Calls `ready` once the disk write queue is at most half full: inline when it is now (or
+  // there is no disk store, or the writer has been stuck on one write for over 2 s: a stalled
+  // disk must not stall reads), otherwise from the writer thread or the destructor. `ready`
+  // must be cheap and must not call back into this cache (it runs under no lock, but on the
+  // writer thread).
+  void when_disk_room(std::function<void()> ready);
+
   // Blocks until the disk write queue is empty (tests, unmount).
   void flush();
 
@@ -86,10 +99,12 @@ class ChunkCache {
   std::deque<Run> queue_;
   uint64_t queued_bytes_ = 0;
   bool writing_ = false;
+  std::chrono::steady_clock::time_point write_started_;
   bool stop_ = false;
+  std::vector<std::function<void()>> room_waiters_;
   std::thread writer_;
 
-  std::atomic<uint64_t> mem_hits_{0}, disk_hits_{0}, misses_{0}, runs_queued_{0}, runs_dropped_{0};
+  std::atomic<uint64_t> mem_hits_{0}, disk_hits_{0}, misses_{0}, runs_queued_{0}, runs_dropped_{0}, room_waits_{0};
 };
 
 }  // namespace hf::fs

@@ -111,6 +111,12 @@ Task<void> sleep_ms(int ms) {
   co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
 }
 
+// Completes `r` with false after `ms` (if nothing completed it first).
+Task<void> set_after(SharedResultPtr<bool> r, int ms) {
+  co_await sleep_ms(ms);
+  r->set(false);
+}
+
 }  // namespace
 
 FileReader::FileReader(net::any_io_executor ex, Remote& remote, ChunkCache& cache, const ReaderConfig& cfg,
@@ -386,9 +392,22 @@ Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState*
   }
 }
 
+Task<void> FileReader::wait_for_disk_room() {
+  auto room = SharedResult<bool>::create();
+  cache_.when_disk_room([room] { room->set(true); });
+  if (room->ready()) co_return;
+  // Bounded: the cache holds the queue back only while its disk makes progress, and a reader
+  // never waits longer than this for a cache fill.
+  net::co_spawn(ex_, set_after(room, 1000), net::detached);
+  co_await room->wait();
+}
+
 Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
   auto self = shared_from_this();
   Status st;
+  // Downloads go no faster than the disk cache can keep them: what is fetched now is on disk
+  // for the next mount instead of dropped from a full write queue.
+  co_await wait_for_disk_room();
   for (int attempt = 1;; ++attempt) {
     // (g++ 12 miscompiles co_await inside a conditional expression: keep these statements.)
     // An exception must not escape: this coroutine is detached, and waiting readers would hang.

@@ -153,6 +153,7 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   void prefetch(uint64_t from, uint64_t to);
   std::shared_ptr<Segment> start_segment_locked(uint64_t start, uint64_t end);
   Task<void> run_segment(std::shared_ptr<Segment> seg);
+  Task<void> wait_for_disk_room();
   Task<Status> fetch_xet(std::shared_ptr<Segment> seg);
   Task<Status> fetch_http(std::shared_ptr<Segment> seg);
   uint32_t xorb_slot_locked(const Key32& key);
