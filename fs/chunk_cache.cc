@@ -80,8 +80,12 @@ void ChunkCache::get_range(const Key32& xorb, uint32_t first, uint32_t end, std:
     Status st = disk_->get_range(xorb, idx, gap_end, from_disk);
     if (!st.ok()) HF_LOG_DEBUG("cache", "disk cache read failed: {}", st.error().describe());
     from_disk_total += from_disk.size();
+    // Not promoted to memory: a sequential re-read would push what random readers use out of
+    // it, for data the kernel already keeps in the run files' page cache; and a buffer freed
+    // right after the reply is reused by the next read (promoting 512 MiB of chunks made a
+    // fresh page fault, plus its zero-fill, of every fourth chunk read).
     for (auto& b : from_disk) {
-      mem_.put(xorb, idx++, b);
+      ++idx;
       out.push_back(std::move(b));
     }
     if (idx < gap_end) break;  // a chunk in neither tier

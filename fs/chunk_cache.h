@@ -48,7 +48,8 @@ class ChunkCache {
   ChunkBytes get(const Key32& xorb, uint32_t index);
   // Chunks first, first+1, ... < end of one xorb into `out` (cleared), stopping at the first
   // one that is in neither tier. Memory first; each gap of memory misses comes from the disk
-  // with one read per covering run (the sequential re-read path) and is promoted to memory.
+  // with one read per covering run (the sequential re-read path); those are not promoted to
+  // memory (get() promotes: that is the random-access path).
   void get_range(const Key32& xorb, uint32_t first, uint32_t end, std::vector<ChunkBytes>& out);
   // Memory only (never touches the disk): for callers on latency-critical threads.
   ChunkBytes get_memory(const Key32& xorb, uint32_t index);
