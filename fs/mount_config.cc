@@ -420,7 +420,7 @@ OPTIONS (as -o opt=value or --opt=value)
   poll_interval=SEC     how often a branch/bucket is checked for changes (default 30, 0 = never)
   cache_dir=PATH        cache directory (default: ~/.cache/hf-mount, root: /var/cache/hf-mount)
   cache_size=SIZE       disk cache bound, e.g. 10G (default 10G; 0 disables the disk cache)
-  memory_cache=SIZE     in-memory chunk cache (default 512M)
+  memory_cache=SIZE     in-memory chunk cache (default 128M)
   max_threads=N         FUSE worker threads (default 8)
   read_ahead_kb=N       kernel readahead for the mount when root (default 8192, 0 = keep)
   log_level=LEVEL       error, warn, info (default), debug, trace

@@ -52,7 +52,10 @@ struct MountConfig {
   unsigned poll_interval = 30;        // seconds, 0 = off; never for pinned shas
   std::string cache_dir;              // empty: default location
   uint64_t cache_size = 10ull * 1000 * 1000 * 1000;
-  uint64_t memory_cache = 512ull << 20;
+  // 128 MiB: streamed data is kept by the kernel page cache and the disk cache; this tier is
+  // for random re-reads and concurrent readers. 512 MiB made a cold 2 GiB read 30-40% slower
+  // (filling fresh memory: page faults, cold lines) than 128 MiB, measured on 2 vCPUs.
+  uint64_t memory_cache = 128ull << 20;
   unsigned max_threads = 8;
   unsigned read_ahead_kb = 8192;      // applied when running as root
   std::string log_level = "info";
