@@ -59,13 +59,60 @@ Attr InodeTable::attr_of(const Node& n) const {
   return a;
 }
 
+InodeTable::PackedContent& InodeTable::PackedContent::operator=(const Content& c) {
+  source = c.source;
+  rev = c.rev;
+  id = c.id;
+  etag_bytes = 0;
+  etag_text.reset();
+  const std::string& e = c.etag;
+  auto nibble = [](char ch) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1;
+  };
+  bool hex = !e.empty() && e.size() % 2 == 0 && e.size() <= 2 * etag_bin.size();
+  for (size_t i = 0; hex && i < e.size(); i += 2) {
+    int hi = nibble(e[i]), lo = nibble(e[i + 1]);
+    if (hi < 0 || lo < 0) {
+      hex = false;
+      break;
+    }
+    etag_bin[i / 2] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  if (hex) {
+    etag_bytes = static_cast<uint8_t>(e.size() / 2);
+  } else if (!e.empty()) {
+    etag_text = std::make_unique<std::string>(e);
+  }
+  return *this;
+}
+
+Content InodeTable::PackedContent::unpack() const {
+  Content c;
+  c.source = source;
+  c.rev = rev;
+  c.id = id;
+  if (etag_text) {
+    c.etag = *etag_text;
+  } else if (etag_bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    c.etag.resize(size_t{etag_bytes} * 2);
+    for (size_t i = 0; i < etag_bytes; ++i) {
+      c.etag[2 * i] = kDigits[etag_bin[i] >> 4];
+      c.etag[2 * i + 1] = kDigits[etag_bin[i] & 15];
+    }
+  }
+  return c;
+}
+
 NodeInfo InodeTable::info_of(const Node& n) const {
   NodeInfo i;
   i.attr = attr_of(n);
   i.parent = n.parent;
   i.name = n.name;
-  i.content = n.content;
-  i.symlink_target = n.symlink_target;
+  i.content = n.content.unpack();
+  i.symlink_target = n.symlink_target.str();
   return i;
 }
 
@@ -263,7 +310,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
       Node& c = *nodes_.at(cit->second);
       if (c.local || c.kind != e->kind) continue;
       bool changed = !c.content.same_as(e->content) || c.size != e->size ||
-                     c.symlink_target != e->symlink_target;
+                     !(c.symlink_target == e->symlink_target);
       c.size = e->size;
       c.mtime_ns = e->mtime_ns;
       c.content = e->content;
@@ -329,13 +376,13 @@ std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const 
     std::shared_lock lk(mu_);
     auto it = nodes_.find(dir_ino);
     if (it == nodes_.end() || it->second->kind != NodeKind::dir || !it->second->listed) return nullptr;
-    if (it->second->snap) return it->second->snap;
+    if (auto snap = it->second->snap.lock()) return snap;
   }
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir_ino);
   if (it == nodes_.end() || it->second->kind != NodeKind::dir || !it->second->listed) return nullptr;
   Node& dir = *it->second;
-  if (dir.snap) return dir.snap;
+  if (auto cached = dir.snap.lock()) return cached;
   auto snap = std::make_shared<DirSnapshot>();
   snap->dir_ino = dir.ino;
   snap->parent_ino = dir.parent ? dir.parent : dir.ino;

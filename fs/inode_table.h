@@ -16,6 +16,7 @@
 // lock while holding its own, so callers may hold their own locks when calling in.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -166,6 +167,32 @@ class InodeTable {
   std::vector<std::pair<uint64_t, std::string>> files_below(uint64_t dir) const;
 
  private:
+  // Content as a node stores it: the etag (40 or 64 lowercase hex digits in practice) as bytes
+  // in place instead of a heap string. A million-entry tree spends ~70 bytes less per entry.
+  struct PackedContent {
+    Content::Source source = Content::Source::empty;
+    uint8_t etag_bytes = 0;  // binary etag length; 0 with etag_text null = no etag
+    uint32_t rev = 0;
+    std::array<uint8_t, 32> id{};
+    std::array<uint8_t, 32> etag_bin{};
+    std::unique_ptr<std::string> etag_text;  // any etag that is not lowercase hex of <= 32 bytes
+
+    PackedContent& operator=(const Content& c);
+    Content unpack() const;
+    bool same_as(const Content& c) const { return source == c.source && id == c.id; }
+  };
+  // A string that is almost always empty (symlink targets): 8 bytes instead of 32.
+  struct RareText {
+    std::unique_ptr<std::string> text;
+    RareText& operator=(const std::string& s) {
+      text = s.empty() ? nullptr : std::make_unique<std::string>(s);
+      return *this;
+    }
+    std::string str() const { return text ? *text : std::string(); }
+    bool operator==(const std::string& s) const { return text ? *text == s : s.empty(); }
+    size_t size() const { return text ? text->size() : 0; }
+  };
+
   struct Node {
     uint64_t ino = 0;
     uint64_t parent = 0;  // 0 = orphan (removed from its directory)
@@ -173,8 +200,8 @@ class InodeTable {
     NodeKind kind = NodeKind::file;
     uint64_t size = 0;
     int64_t mtime_ns = 0;
-    Content content;
-    std::string symlink_target;
+    PackedContent content;
+    RareText symlink_target;
     uint64_t nlookup = 0;
     bool listed = false;
     bool local = false;
@@ -182,7 +209,10 @@ class InodeTable {
     uint32_t uid = UINT32_MAX, gid = UINT32_MAX;  // UINT32_MAX = mount default
     uint32_t subdirs = 0;
     std::map<std::string, uint64_t, std::less<>> children;
-    mutable std::shared_ptr<const DirSnapshot> snap;  // cache; reset when children change
+    // The snapshot open handles share; reset when children change. Weak: a walk over a big
+    // tree would otherwise keep a copy of every listed entry (88 bytes each) after its handles
+    // are closed; a later opendir rebuilds it (one pass over the children).
+    mutable std::weak_ptr<const DirSnapshot> snap;
     uint64_t changed_epoch = 0;  // directories: the last local change among the children
     uint32_t busy = 0;           // directories: local changes in progress
   };

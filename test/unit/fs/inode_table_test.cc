@@ -306,3 +306,69 @@ TEST_CASE("a written orphan's content is its staged file; a late commit does not
   CHECK(t.get(f)->attr.size == 300);
   CHECK(t.forget(f, 1));
 }
+
+TEST_CASE("etags and symlink targets come back exactly as listed, whatever their form") {
+  InodeTable t(InodeTableOptions{});
+  // Stored packed when they are lowercase hex of up to 32 bytes, as text otherwise.
+  const std::vector<std::string> etags = {
+      "",
+      "0123456789abcdef0123456789abcdef01234567",                          // git blob sha1
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",  // sha256
+      "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",  // uppercase: text
+      "abc",                                                               // odd length
+      "\"W/etag-with-quotes\"",
+      std::string(66, 'a'),  // hex but longer than 32 bytes
+      "00",
+  };
+  std::vector<ListedEntry> entries;
+  for (size_t i = 0; i < etags.size(); ++i) {
+    ListedEntry e = file("f" + std::to_string(i), i, static_cast<uint8_t>(i));
+    e.content.etag = etags[i];
+    e.content.rev = static_cast<uint32_t>(100 + i);
+    entries.push_back(e);
+  }
+  ListedEntry link;
+  link.name = "link";
+  link.kind = NodeKind::symlink;
+  link.symlink_target = "f1";
+  entries.push_back(link);
+  t.apply_listing(kRootIno, entries);
+  for (size_t i = 0; i < etags.size(); ++i) {
+    auto r = t.lookup(kRootIno, "f" + std::to_string(i));
+    REQUIRE(r.state == InodeTable::ChildState::found);
+    CHECK(r.info.content.etag == etags[i]);
+    CHECK(r.info.content.rev == 100 + i);
+    CHECK(r.info.content.source == Content::Source::xet);
+    CHECK(r.info.content.id[0] == i);
+    CHECK(r.info.symlink_target.empty());
+  }
+  auto l = t.lookup(kRootIno, "link");
+  REQUIRE(l.state == InodeTable::ChildState::found);
+  CHECK(l.info.symlink_target == "f1");
+  CHECK(l.info.attr.size == 2);
+
+  // A relisting that changes only the etag of a file and the target of the link.
+  entries[1].content.etag = "ffffffffffffffffffffffffffffffffffffffff";
+  entries.back().symlink_target = "";
+  t.apply_listing(kRootIno, entries);
+  CHECK(t.lookup(kRootIno, "f1").info.content.etag == "ffffffffffffffffffffffffffffffffffffffff");
+  CHECK(t.lookup(kRootIno, "link").info.symlink_target.empty());
+}
+
+TEST_CASE("a directory snapshot is shared while held and rebuilt after it is released") {
+  InodeTable t(InodeTableOptions{});
+  t.apply_listing(kRootIno, {file("a", 1), file("b", 2)});
+  auto s1 = t.snapshot(kRootIno);
+  auto s2 = t.snapshot(kRootIno);
+  REQUIRE(s1);
+  CHECK(s1.get() == s2.get());  // open handles share one copy
+  std::weak_ptr<const DirSnapshot> weak = s1;
+  s1.reset();
+  s2.reset();
+  CHECK(weak.expired());  // nothing keeps the entries once the handles are gone
+  auto s3 = t.snapshot(kRootIno);
+  REQUIRE(s3);
+  REQUIRE(s3->entries.size() == 2);
+  CHECK(s3->entries[0].name == "a");
+  CHECK(s3->entries[1].attr.size == 2);
+}
