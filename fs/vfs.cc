@@ -291,11 +291,10 @@ Task<void> Vfs::load_dir(uint64_t dir, SharedResultPtr<Status> flight) {
 }
 
 Result<OpenOut> Vfs::make_dir_handle(uint64_t ino) {
-  auto snap = table_.snapshot(ino);
-  if (!snap) return Error(Errc::io, "directory listing unavailable");
+  if (!table_.is_listed(ino)) return Error(Errc::io, "directory listing unavailable");
   std::lock_guard lk(mu_);
   uint64_t fh = next_fh_++;
-  dirs_.emplace(fh, DirHandle{std::move(snap)});
+  dirs_.emplace(fh, DirHandle{ino, nullptr});
   OpenOut o;
   o.fh = fh;
   o.cache_dir = true;
@@ -318,9 +317,27 @@ Task<Result<OpenOut>> Vfs::opendir(uint64_t ino, CancelPtr cancel) {
 }
 
 std::shared_ptr<const DirSnapshot> Vfs::dir_snapshot(uint64_t fh) {
+  uint64_t ino;
+  {
+    std::lock_guard lk(mu_);
+    auto it = dirs_.find(fh);
+    if (it == dirs_.end()) return nullptr;
+    if (it->second.snap) return it->second.snap;
+    ino = it->second.ino;
+  }
+  auto snap = table_.snapshot(ino);
+  if (!snap) {
+    // Removed (or dropped from the table) since opendir: it reads as empty, like a removed
+    // directory that is still open.
+    auto empty = std::make_shared<DirSnapshot>();
+    empty->dir_ino = empty->parent_ino = ino;
+    snap = std::move(empty);
+  }
   std::lock_guard lk(mu_);
   auto it = dirs_.find(fh);
-  return it == dirs_.end() ? nullptr : it->second.snap;
+  if (it == dirs_.end()) return snap;
+  if (!it->second.snap) it->second.snap = std::move(snap);  // two racing first readdirs: one wins
+  return it->second.snap;
 }
 
 void Vfs::releasedir(uint64_t fh) {

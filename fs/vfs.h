@@ -238,6 +238,9 @@ class Vfs {
     bool background = false;                   // a commit_alone_in_background loop runs
   };
   struct DirHandle {
+    uint64_t ino = 0;
+    // Taken at the first readdir, not at opendir: with the kernel's directory cache a warm
+    // `find` opens every directory but reads none, and must not copy their entries.
     std::shared_ptr<const DirSnapshot> snap;
   };
 
