@@ -48,6 +48,17 @@ T run_sync(net::io_context& io, net::awaitable<T> task) {
   return f.get();
 }
 
+// Asks for a CAS token ahead of the first content read (see Mount::boot). A failure is only
+// logged: the first read asks again and reports its own error.
+net::awaitable<void> prefetch_cas_token(std::shared_ptr<xet::TokenSource> tokens) {
+  try {
+    auto r = co_await tokens->get();
+    if (!r.ok()) HF_LOG_DEBUG("mount", "CAS token prefetch failed (the first read asks again): {}", r.error().describe());
+  } catch (const std::exception& e) {
+    HF_LOG_DEBUG("mount", "CAS token prefetch failed: {}", e.what());
+  }
+}
+
 hub::RepoType repo_type(SourceKind k) {
   switch (k) {
     case SourceKind::model: return hub::RepoType::model;
@@ -191,6 +202,7 @@ Status Mount::boot(const MountConfig& cfg) {
   int64_t last_modified_ns = 0;
   Error resolve_error;
   bool resolved = false;
+  bool resolved_online = false;  // this mount talked to the Hub (else: pinned or offline remount)
   // A commit sha resolved by an earlier mount cannot move: the remount needs no Hub request at
   // all (its listings are cached too). Access is still checked by the first content read, which
   // needs a CAS token.
@@ -228,6 +240,7 @@ Status Mount::boot(const MountConfig& cfg) {
       }
     }
     if (resolved && info_.commit.empty()) return Error(Errc::protocol, "the Hub did not report a commit for this revision");
+    resolved_online = resolved;
     if (resolved && meta_) {
       (void)meta_->put_ref(cfg.revision, RefRecord{info_.commit, now_unix_ns(), last_modified_ns, info_.repo_id});
     }
@@ -314,6 +327,10 @@ Status Mount::boot(const MountConfig& cfg) {
       if (!rec.ok()) HF_LOG_WARN("mount", "resuming pending uploads failed: {}", rec.error().describe());
     }
   }
+  // Every content read needs a CAS token: fetch it now, while the kernel mount is set up, so a
+  // cold read pays its two CAS round trips (reconstruction, data) and not a third. Only for a
+  // mount that talks to the Hub anyway: a pinned or offline remount makes no request at all.
+  if (resolved_online) net::co_spawn(*io_, prefetch_cas_token(cas_tokens_), net::detached);
   HF_LOG_INFO("mount", "{} at {} (commit {}{}{})", info_.source, bucket ? "bucket" : cfg.revision, info_.commit,
               info_.pinned ? ", pinned" : "", info_.offline ? ", offline" : "");
   return {};

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "base/sha256.h"
 #include "test/fuse/fixture.h"
 
 using namespace hf;
@@ -136,6 +137,23 @@ TEST_CASE("the first 4 KiB of a cold file costs at most 3 HTTP requests", "[read
   for (auto r : {"tree", "resolve", "token", "reconstruction", "xorb", "repo_info", "paths_info"}) total += hub.server().requests(r);
   INFO(hub.server().stats_json());
   CHECK(total <= 3);
+}
+
+TEST_CASE("the CAS token is fetched while mounting: a cold first read makes only its two CAS requests", "[read]") {
+  Hub hub;
+  std::string st = random_bytes(8 << 20, 10);
+  REQUIRE(hub.server().add_repo(RepoType::model, "acme/tok", {{"model.safetensors", st, ""}}).ok());
+  Mount m(hub, "hf://acme/tok");
+  // The mount asks for it in the background: wait for it (bounded).
+  for (int i = 0; i < 500 && hub.server().requests("token") == 0; ++i) usleep(10000);
+  REQUIRE(hub.server().requests("token") == 1);
+  hub.server().reset_stats();
+  std::string head = read_range(m / "model.safetensors", 0, 4096);
+  REQUIRE(sha256_hex(head) == sha256_hex(st.substr(0, 4096)));
+  INFO(hub.server().stats_json());
+  CHECK(hub.server().requests("token") == 0);
+  CHECK(hub.server().requests("reconstruction") == 1);
+  CHECK(hub.server().requests("xorb") >= 1);
 }
 
 TEST_CASE("listing 20k files with pagination: find, ls -lR, and a warm rerun without requests", "[read]") {
