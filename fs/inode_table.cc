@@ -17,6 +17,8 @@ bool valid_entry_name(std::string_view name) {
   return true;
 }
 
+const InodeTable::DirState InodeTable::kNoDirState{};
+
 InodeTable::InodeTable(InodeTableOptions opts) : opts_(opts) {
   auto root = std::make_unique<Node>();
   root->ino = kRootIno;
@@ -44,7 +46,7 @@ Attr InodeTable::attr_of(const Node& n) const {
       a.perm = n.perm ? n.perm : opts_.dir_perm;
       // GNU find treats nlink < 2 as "unknown" and then never skips stats; report the exact
       // count only when we know every subdirectory.
-      a.nlink = n.listed ? 2 + n.subdirs : 1;
+      a.nlink = n.listed ? 2 + n.dirs().subdirs : 1;
       a.size = 4096;
       break;
     case NodeKind::symlink:
@@ -130,8 +132,8 @@ InodeTable::Node* InodeTable::child_locked(uint64_t parent, std::string_view nam
     return nullptr;
   }
   const Node& dir = *it->second;
-  auto c = dir.children.find(name);
-  if (c == dir.children.end()) {
+  auto c = dir.dirs().children.find(name);
+  if (c == dir.dirs().children.end()) {
     *state = dir.listed ? ChildState::absent : ChildState::unknown;
     return nullptr;
   }
@@ -212,9 +214,9 @@ void InodeTable::detach_locked(Node& child) {
   auto pit = nodes_.find(child.parent);
   if (pit != nodes_.end()) {
     Node& p = *pit->second;
-    p.children.erase(child.name);
-    if (child.kind == NodeKind::dir && p.subdirs > 0) --p.subdirs;
-    p.snap.reset();
+    p.dirs_mut().children.erase(child.name);
+    if (child.kind == NodeKind::dir && p.dirs_mut().subdirs > 0) --p.dirs_mut().subdirs;
+    p.dirs_mut().snap.reset();
   }
   child.parent = 0;
 }
@@ -229,7 +231,7 @@ void InodeTable::maybe_free_locked(uint64_t ino) {
     Node& n = *it->second;
     if (n.parent != 0 || n.nlookup != 0 || n.ino == kRootIno) continue;
     // Children of a freed directory become orphans themselves.
-    for (auto& [name, cino] : n.children) {
+    for (auto& [name, cino] : n.dirs().children) {
       auto cit = nodes_.find(cino);
       if (cit == nodes_.end()) continue;
       cit->second->parent = 0;
@@ -248,27 +250,27 @@ uint64_t InodeTable::epoch() const {
 void InodeTable::begin_local_change(uint64_t dir) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir);
-  if (it != nodes_.end()) it->second->busy++;
+  if (it != nodes_.end()) it->second->dirs_mut().busy++;
 }
 
 void InodeTable::end_local_change(uint64_t dir) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir);
   if (it == nodes_.end()) return;
-  if (it->second->busy > 0) it->second->busy--;
-  it->second->changed_epoch = ++epoch_;
+  if (it->second->dirs_mut().busy > 0) it->second->dirs_mut().busy--;
+  it->second->dirs_mut().changed_epoch = ++epoch_;
 }
 
 void InodeTable::attrs_changed_locked(const Node& child) {
   auto p = nodes_.find(child.parent);
   if (p == nodes_.end()) return;
-  p->second->snap.reset();
-  p->second->changed_epoch = ++epoch_;
+  p->second->dirs_mut().snap.reset();
+  p->second->dirs_mut().changed_epoch = ++epoch_;
 }
 
 void InodeTable::touch_locked(uint64_t dir_ino) {
   auto it = nodes_.find(dir_ino);
-  if (it != nodes_.end()) it->second->changed_epoch = ++epoch_;
+  if (it != nodes_.end()) it->second->dirs_mut().changed_epoch = ++epoch_;
 }
 
 ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry> entries, uint64_t listed_since) {
@@ -277,7 +279,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   auto dit = nodes_.find(dir_ino);
   if (dit == nodes_.end() || dit->second->kind != NodeKind::dir) return diff;
   Node& dir = *dit->second;
-  if (listed_since != UINT64_MAX && (dir.busy > 0 || dir.changed_epoch > listed_since)) {
+  if (listed_since != UINT64_MAX && (dir.dirs().busy > 0 || dir.dirs().changed_epoch > listed_since)) {
     diff.skipped = true;
     return diff;
   }
@@ -291,7 +293,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
 
   // Remove children that disappeared or changed kind.
   std::vector<uint64_t> gone;
-  for (auto& [name, cino] : dir.children) {
+  for (auto& [name, cino] : dir.dirs().children) {
     auto in = incoming.find(name);
     Node& c = *nodes_.at(cino);
     if (c.local) continue;  // local changes win until committed
@@ -305,8 +307,8 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   }
 
   for (auto& [name, e] : incoming) {
-    auto cit = dir.children.find(name);
-    if (cit != dir.children.end()) {
+    auto cit = dir.dirs().children.find(name);
+    if (cit != dir.dirs().children.end()) {
       Node& c = *nodes_.at(cit->second);
       if (c.local || c.kind != e->kind) continue;
       bool changed = !c.content.same_as(e->content) || c.size != e->size ||
@@ -328,8 +330,8 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
     n->mtime_ns = e->mtime_ns;
     n->content = e->content;
     n->symlink_target = e->symlink_target;
-    if (n->kind == NodeKind::dir) ++dir.subdirs;
-    dir.children.emplace(name, n->ino);
+    if (n->kind == NodeKind::dir) ++dir.dirs_mut().subdirs;
+    dir.dirs_mut().children.emplace(name, n->ino);
     diff.added.push_back(name);
     uint64_t ino = n->ino;
     nodes_.emplace(ino, std::move(n));
@@ -338,7 +340,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
     dir.listed = true;
     ++listed_dirs_;
   }
-  dir.snap.reset();
+  dir.dirs_mut().snap.reset();
   return diff;
 }
 
@@ -376,21 +378,21 @@ std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const 
     std::shared_lock lk(mu_);
     auto it = nodes_.find(dir_ino);
     if (it == nodes_.end() || it->second->kind != NodeKind::dir || !it->second->listed) return nullptr;
-    if (auto snap = it->second->snap.lock()) return snap;
+    if (auto snap = it->second->dirs().snap.lock()) return snap;
   }
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir_ino);
   if (it == nodes_.end() || it->second->kind != NodeKind::dir || !it->second->listed) return nullptr;
   Node& dir = *it->second;
-  if (auto cached = dir.snap.lock()) return cached;
+  if (auto cached = dir.dirs().snap.lock()) return cached;
   auto snap = std::make_shared<DirSnapshot>();
   snap->dir_ino = dir.ino;
   snap->parent_ino = dir.parent ? dir.parent : dir.ino;
-  snap->entries.reserve(dir.children.size());
-  for (auto& [name, cino] : dir.children) {
+  snap->entries.reserve(dir.dirs().children.size());
+  for (auto& [name, cino] : dir.dirs().children) {
     snap->entries.push_back(DirSnapshotEntry{name, attr_of(*nodes_.at(cino))});
   }
-  dir.snap = snap;
+  dir.dirs_mut().snap = snap;
   return snap;
 }
 
@@ -405,7 +407,7 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
   Node& dir = *pit->second;
   if (dir.kind != NodeKind::dir) return Error(Errc::not_dir, "parent is not a directory");
   if (dir.parent == 0 && dir.ino != kRootIno) return Error(Errc::not_found, "parent directory was removed");
-  if (dir.children.count(name)) return Error(Errc::exists, "file exists");
+  if (dir.dirs().children.count(name)) return Error(Errc::exists, "file exists");
   std::string dir_path = path_locked(dir);
   std::string child_path = dir_path.empty() ? std::string(name) : dir_path + "/" + std::string(name);
   auto n = std::make_unique<Node>();
@@ -423,11 +425,11 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
   if (n->kind == NodeKind::dir) {
     n->listed = true;  // a new directory is complete: it is empty
     ++listed_dirs_;
-    ++dir.subdirs;
+    ++dir.dirs_mut().subdirs;
   }
-  dir.children.emplace(n->name, n->ino);
-  dir.snap.reset();
-  dir.changed_epoch = ++epoch_;
+  dir.dirs_mut().children.emplace(n->name, n->ino);
+  dir.dirs_mut().snap.reset();
+  dir.dirs_mut().changed_epoch = ++epoch_;
   NodeInfo info = info_of(*n);
   nodes_.emplace(n->ino, std::move(n));
   return info;
@@ -437,8 +439,8 @@ Result<NodeInfo> InodeTable::remove(uint64_t parent, std::string_view name) {
   std::unique_lock lk(mu_);
   auto pit = nodes_.find(parent);
   if (pit == nodes_.end() || pit->second->kind != NodeKind::dir) return Error(Errc::not_found, "no such directory");
-  auto c = pit->second->children.find(name);
-  if (c == pit->second->children.end()) return Error(Errc::not_found, "no such file or directory");
+  auto c = pit->second->dirs().children.find(name);
+  if (c == pit->second->dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
   uint64_t cino = c->second;
   Node& child = *nodes_.at(cino);
   NodeInfo info = info_of(child);
@@ -460,8 +462,8 @@ Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_p
   Node& from_dir = *pit->second;
   Node& to_dir = *npit->second;
   if (to_dir.kind != NodeKind::dir) return Error(Errc::not_dir, "target parent is not a directory");
-  auto c = from_dir.children.find(name);
-  if (c == from_dir.children.end()) return Error(Errc::not_found, "no such file or directory");
+  auto c = from_dir.dirs().children.find(name);
+  if (c == from_dir.dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
   Node& moving = *nodes_.at(c->second);
   // A directory cannot move below itself.
   for (const Node* p = &to_dir; p; ) {
@@ -470,27 +472,27 @@ Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_p
     auto it = nodes_.find(p->parent);
     p = it == nodes_.end() ? nullptr : it->second.get();
   }
-  auto t = to_dir.children.find(new_name);
-  if (t != to_dir.children.end()) {
+  auto t = to_dir.dirs().children.find(new_name);
+  if (t != to_dir.dirs().children.end()) {
     if (t->second == moving.ino) return {};  // same node: nothing to do
     if (no_replace) return Error(Errc::exists, "target exists");
     Node& target = *nodes_.at(t->second);
     if (target.kind == NodeKind::dir && moving.kind != NodeKind::dir) return Error(Errc::is_dir, "target is a directory");
     if (target.kind != NodeKind::dir && moving.kind == NodeKind::dir) return Error(Errc::not_dir, "target is not a directory");
-    if (target.kind == NodeKind::dir && !target.children.empty()) return Error(Errc::not_empty, "target directory not empty");
+    if (target.kind == NodeKind::dir && !target.dirs().children.empty()) return Error(Errc::not_empty, "target directory not empty");
     uint64_t tino = target.ino;
     detach_locked(target);
     maybe_free_locked(tino);
   }
   touch_locked(parent);
   touch_locked(new_parent);
-  if (moving.kind == NodeKind::dir) moving.changed_epoch = ++epoch_;  // its remote path changed
+  if (moving.kind == NodeKind::dir) moving.dirs_mut().changed_epoch = ++epoch_;  // its remote path changed
   detach_locked(moving);
   moving.name = std::string(new_name);
   moving.parent = new_parent;
-  to_dir.children.emplace(moving.name, moving.ino);
-  if (moving.kind == NodeKind::dir) ++to_dir.subdirs;
-  to_dir.snap.reset();
+  to_dir.dirs_mut().children.emplace(moving.name, moving.ino);
+  if (moving.kind == NodeKind::dir) ++to_dir.dirs_mut().subdirs;
+  to_dir.dirs_mut().snap.reset();
   return {};
 }
 
@@ -563,7 +565,7 @@ std::vector<uint64_t> InodeTable::listed_directories() const {
     auto it = nodes_.find(ino);
     if (it == nodes_.end() || !it->second->listed) continue;
     out.push_back(ino);
-    for (auto& [name, cino] : it->second->children) {
+    for (auto& [name, cino] : it->second->dirs().children) {
       auto c = nodes_.find(cino);
       if (c != nodes_.end() && c->second->kind == NodeKind::dir && c->second->listed) stack.push_back(cino);
     }
@@ -580,7 +582,7 @@ std::vector<std::pair<uint64_t, std::string>> InodeTable::files_below(uint64_t d
     stack.pop_back();
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) continue;
-    for (auto& [name, cino] : it->second->children) {
+    for (auto& [name, cino] : it->second->dirs().children) {
       std::string p = prefix.empty() ? name : prefix + "/" + name;
       const Node& c = *nodes_.at(cino);
       if (c.kind == NodeKind::dir) {

@@ -193,29 +193,44 @@ class InodeTable {
     size_t size() const { return text ? text->size() : 0; }
   };
 
+  // What only directories have, out of line: a file node does not carry an empty map.
+  struct DirState {
+    std::map<std::string, uint64_t, std::less<>> children;
+    // The snapshot open handles share; reset when children change. Weak: a walk over a big
+    // tree would otherwise keep a copy of every listed entry (88 bytes each) after its
+    // handles are closed; the next first readdir rebuilds it (one pass over the children).
+    std::weak_ptr<const DirSnapshot> snap;
+    uint64_t changed_epoch = 0;  // the last local change among the children
+    uint32_t subdirs = 0;
+    uint32_t busy = 0;  // local changes in progress
+  };
+
+  // Fields ordered to pack (8-byte members first): a million-entry tree holds a million nodes.
   struct Node {
     uint64_t ino = 0;
     uint64_t parent = 0;  // 0 = orphan (removed from its directory)
-    std::string name;
-    NodeKind kind = NodeKind::file;
     uint64_t size = 0;
     int64_t mtime_ns = 0;
+    uint64_t nlookup = 0;
+    std::string name;
     PackedContent content;
     RareText symlink_target;
-    uint64_t nlookup = 0;
+    std::unique_ptr<DirState> dir;  // directories only, allocated on first change
+    uint32_t perm = 0;                            // 0 = default for the kind
+    uint32_t uid = UINT32_MAX, gid = UINT32_MAX;  // UINT32_MAX = mount default
+    NodeKind kind = NodeKind::file;
     bool listed = false;
     bool local = false;
-    uint32_t perm = 0;                  // 0 = default for the kind
-    uint32_t uid = UINT32_MAX, gid = UINT32_MAX;  // UINT32_MAX = mount default
-    uint32_t subdirs = 0;
-    std::map<std::string, uint64_t, std::less<>> children;
-    // The snapshot open handles share; reset when children change. Weak: a walk over a big
-    // tree would otherwise keep a copy of every listed entry (88 bytes each) after its handles
-    // are closed; a later opendir rebuilds it (one pass over the children).
-    mutable std::weak_ptr<const DirSnapshot> snap;
-    uint64_t changed_epoch = 0;  // directories: the last local change among the children
-    uint32_t busy = 0;           // directories: local changes in progress
+
+    // Reading: an empty state for files and for directories that never had children.
+    const DirState& dirs() const { return dir ? *dir : kNoDirState; }
+    // Changing: allocates the state (call it on directories only).
+    DirState& dirs_mut() {
+      if (!dir) dir = std::make_unique<DirState>();
+      return *dir;
+    }
   };
+  static const DirState kNoDirState;
 
   Attr attr_of(const Node& n) const;
   NodeInfo info_of(const Node& n) const;

@@ -4,6 +4,8 @@
 #include <random>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "fs/inode_table.h"
 
 using namespace hf::fs;
@@ -107,7 +109,7 @@ TEST_CASE("lookup counts match a reference model under random operations") {
   InodeTable t({});
   std::map<uint64_t, uint64_t> model;  // ino -> expected nlookup
   std::vector<std::string> names;
-  for (int i = 0; i < 50; ++i) names.push_back("f" + std::to_string(i));
+  for (int i = 0; i < 50; ++i) names.push_back(fmt::format("f{}", i));
   auto relist = [&] {
     std::vector<ListedEntry> es;
     for (auto& n : names) {
@@ -322,7 +324,7 @@ TEST_CASE("etags and symlink targets come back exactly as listed, whatever their
   };
   std::vector<ListedEntry> entries;
   for (size_t i = 0; i < etags.size(); ++i) {
-    ListedEntry e = file("f" + std::to_string(i), i, static_cast<uint8_t>(i));
+    ListedEntry e = file(fmt::format("f{}", i), i, static_cast<uint8_t>(i));
     e.content.etag = etags[i];
     e.content.rev = static_cast<uint32_t>(100 + i);
     entries.push_back(e);
@@ -334,7 +336,7 @@ TEST_CASE("etags and symlink targets come back exactly as listed, whatever their
   entries.push_back(link);
   t.apply_listing(kRootIno, entries);
   for (size_t i = 0; i < etags.size(); ++i) {
-    auto r = t.lookup(kRootIno, "f" + std::to_string(i));
+    auto r = t.lookup(kRootIno, fmt::format("f{}", i));
     REQUIRE(r.state == InodeTable::ChildState::found);
     CHECK(r.info.content.etag == etags[i]);
     CHECK(r.info.content.rev == 100 + i);
