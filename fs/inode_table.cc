@@ -24,13 +24,13 @@ InodeTable::InodeTable(InodeTableOptions opts) : opts_(opts) {
   root->ino = kRootIno;
   root->kind = NodeKind::dir;
   root->mtime_ns = opts_.default_mtime_ns;
-  nodes_.emplace(kRootIno, std::move(root));
+  nodes_.emplace(kRootIno, std::move(*root));
 }
 
 void InodeTable::set_default_mtime(int64_t ns) {
   std::unique_lock lk(mu_);
   opts_.default_mtime_ns = ns;
-  nodes_.at(kRootIno)->mtime_ns = ns;
+  nodes_.at(kRootIno).mtime_ns = ns;
 }
 
 Attr InodeTable::attr_of(const Node& n) const {
@@ -122,23 +122,23 @@ std::optional<NodeInfo> InodeTable::get(uint64_t ino) const {
   std::shared_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return std::nullopt;
-  return info_of(*it->second);
+  return info_of(it->second);
 }
 
 InodeTable::Node* InodeTable::child_locked(uint64_t parent, std::string_view name, ChildState* state) const {
   auto it = nodes_.find(parent);
-  if (it == nodes_.end() || it->second->kind != NodeKind::dir) {
+  if (it == nodes_.end() || it->second.kind != NodeKind::dir) {
     *state = ChildState::absent;
     return nullptr;
   }
-  const Node& dir = *it->second;
+  const Node& dir = it->second;
   auto c = dir.dirs().children.find(name);
   if (c == dir.dirs().children.end()) {
     *state = dir.listed ? ChildState::absent : ChildState::unknown;
     return nullptr;
   }
   *state = ChildState::found;
-  return nodes_.at(c->second).get();
+  return &nodes_.at(c->second);
 }
 
 InodeTable::ChildLookup InodeTable::lookup(uint64_t parent, std::string_view name) const {
@@ -161,13 +161,13 @@ InodeTable::ChildLookup InodeTable::lookup_counted(uint64_t parent, std::string_
 bool InodeTable::is_dir(uint64_t ino) const {
   std::shared_lock lk(mu_);
   auto it = nodes_.find(ino);
-  return it != nodes_.end() && it->second->kind == NodeKind::dir;
+  return it != nodes_.end() && it->second.kind == NodeKind::dir;
 }
 
 bool InodeTable::is_listed(uint64_t dir) const {
   std::shared_lock lk(mu_);
   auto it = nodes_.find(dir);
-  return it != nodes_.end() && it->second->listed;
+  return it != nodes_.end() && it->second.listed;
 }
 
 std::string InodeTable::path_locked(const Node& n) const {
@@ -178,7 +178,7 @@ std::string InodeTable::path_locked(const Node& n) const {
     parts.push_back(&cur->name);
     auto it = nodes_.find(cur->parent);
     if (cur->parent == 0 || it == nodes_.end()) return {};
-    cur = it->second.get();
+    cur = &it->second;
   }
   std::string p;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
@@ -192,8 +192,8 @@ std::optional<std::string> InodeTable::path(uint64_t ino) const {
   std::shared_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return std::nullopt;
-  if (ino != kRootIno && it->second->parent == 0) return std::nullopt;
-  std::string p = path_locked(*it->second);
+  if (ino != kRootIno && it->second.parent == 0) return std::nullopt;
+  std::string p = path_locked(it->second);
   if (ino != kRootIno && p.empty()) return std::nullopt;
   return p;
 }
@@ -213,7 +213,7 @@ uint64_t InodeTable::allocate_ino(const std::string& path) const {
 void InodeTable::detach_locked(Node& child) {
   auto pit = nodes_.find(child.parent);
   if (pit != nodes_.end()) {
-    Node& p = *pit->second;
+    Node& p = pit->second;
     p.dirs_mut().children.erase(child.name);
     if (child.kind == NodeKind::dir && p.dirs_mut().subdirs > 0) --p.dirs_mut().subdirs;
     p.dirs_mut().snap.reset();
@@ -228,13 +228,13 @@ void InodeTable::maybe_free_locked(uint64_t ino) {
     stack.pop_back();
     auto it = nodes_.find(cur);
     if (it == nodes_.end()) continue;
-    Node& n = *it->second;
+    Node& n = it->second;
     if (n.parent != 0 || n.nlookup != 0 || n.ino == kRootIno) continue;
     // Children of a freed directory become orphans themselves.
     for (auto& [name, cino] : n.dirs().children) {
       auto cit = nodes_.find(cino);
       if (cit == nodes_.end()) continue;
-      cit->second->parent = 0;
+      cit->second.parent = 0;
       stack.push_back(cino);
     }
     if (n.listed) --listed_dirs_;
@@ -250,35 +250,35 @@ uint64_t InodeTable::epoch() const {
 void InodeTable::begin_local_change(uint64_t dir) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir);
-  if (it != nodes_.end()) it->second->dirs_mut().busy++;
+  if (it != nodes_.end()) it->second.dirs_mut().busy++;
 }
 
 void InodeTable::end_local_change(uint64_t dir) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir);
   if (it == nodes_.end()) return;
-  if (it->second->dirs_mut().busy > 0) it->second->dirs_mut().busy--;
-  it->second->dirs_mut().changed_epoch = ++epoch_;
+  if (it->second.dirs_mut().busy > 0) it->second.dirs_mut().busy--;
+  it->second.dirs_mut().changed_epoch = ++epoch_;
 }
 
 void InodeTable::attrs_changed_locked(const Node& child) {
   auto p = nodes_.find(child.parent);
   if (p == nodes_.end()) return;
-  p->second->dirs_mut().snap.reset();
-  p->second->dirs_mut().changed_epoch = ++epoch_;
+  p->second.dirs_mut().snap.reset();
+  p->second.dirs_mut().changed_epoch = ++epoch_;
 }
 
 void InodeTable::touch_locked(uint64_t dir_ino) {
   auto it = nodes_.find(dir_ino);
-  if (it != nodes_.end()) it->second->dirs_mut().changed_epoch = ++epoch_;
+  if (it != nodes_.end()) it->second.dirs_mut().changed_epoch = ++epoch_;
 }
 
 ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry> entries, uint64_t listed_since) {
   ListingDiff diff;
   std::unique_lock lk(mu_);
   auto dit = nodes_.find(dir_ino);
-  if (dit == nodes_.end() || dit->second->kind != NodeKind::dir) return diff;
-  Node& dir = *dit->second;
+  if (dit == nodes_.end() || dit->second.kind != NodeKind::dir) return diff;
+  Node& dir = dit->second;
   if (listed_since != UINT64_MAX && (dir.dirs().busy > 0 || dir.dirs().changed_epoch > listed_since)) {
     diff.skipped = true;
     return diff;
@@ -295,12 +295,12 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   std::vector<uint64_t> gone;
   for (auto& [name, cino] : dir.dirs().children) {
     auto in = incoming.find(name);
-    Node& c = *nodes_.at(cino);
+    Node& c = nodes_.at(cino);
     if (c.local) continue;  // local changes win until committed
     if (in == incoming.end() || in->second->kind != c.kind) gone.push_back(cino);
   }
   for (uint64_t cino : gone) {
-    Node& c = *nodes_.at(cino);
+    Node& c = nodes_.at(cino);
     diff.removed.push_back(c.name);
     detach_locked(c);
     maybe_free_locked(cino);
@@ -309,7 +309,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   for (auto& [name, e] : incoming) {
     auto cit = dir.dirs().children.find(name);
     if (cit != dir.dirs().children.end()) {
-      Node& c = *nodes_.at(cit->second);
+      Node& c = nodes_.at(cit->second);
       if (c.local || c.kind != e->kind) continue;
       bool changed = !c.content.same_as(e->content) || c.size != e->size ||
                      !(c.symlink_target == e->symlink_target);
@@ -334,7 +334,7 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
     dir.dirs_mut().children.emplace(name, n->ino);
     diff.added.push_back(name);
     uint64_t ino = n->ino;
-    nodes_.emplace(ino, std::move(n));
+    nodes_.emplace(ino, std::move(*n));
   }
   if (!dir.listed) {
     dir.listed = true;
@@ -348,7 +348,7 @@ bool InodeTable::add_lookup(uint64_t ino, uint64_t n) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return false;
-  it->second->nlookup += n;
+  it->second.nlookup += n;
   return true;
 }
 
@@ -360,7 +360,7 @@ bool InodeTable::forget(uint64_t ino, uint64_t n) {
     HF_LOG_ERROR("inode", "forget of unknown inode {} (n={})", ino, n);
     return false;
   }
-  Node& node = *it->second;
+  Node& node = it->second;
   if (node.nlookup < n) {
     // The kernel's count and ours disagree (a bug). Freeing early only costs the kernel an
     // ENOENT for this inode later; aborting would take every user's mount down.
@@ -377,20 +377,20 @@ std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const 
   {
     std::shared_lock lk(mu_);
     auto it = nodes_.find(dir_ino);
-    if (it == nodes_.end() || it->second->kind != NodeKind::dir || !it->second->listed) return nullptr;
-    if (auto snap = it->second->dirs().snap.lock()) return snap;
+    if (it == nodes_.end() || it->second.kind != NodeKind::dir || !it->second.listed) return nullptr;
+    if (auto snap = it->second.dirs().snap.lock()) return snap;
   }
   std::unique_lock lk(mu_);
   auto it = nodes_.find(dir_ino);
-  if (it == nodes_.end() || it->second->kind != NodeKind::dir || !it->second->listed) return nullptr;
-  Node& dir = *it->second;
+  if (it == nodes_.end() || it->second.kind != NodeKind::dir || !it->second.listed) return nullptr;
+  Node& dir = it->second;
   if (auto cached = dir.dirs().snap.lock()) return cached;
   auto snap = std::make_shared<DirSnapshot>();
   snap->dir_ino = dir.ino;
   snap->parent_ino = dir.parent ? dir.parent : dir.ino;
   snap->entries.reserve(dir.dirs().children.size());
   for (auto& [name, cino] : dir.dirs().children) {
-    snap->entries.push_back(DirSnapshotEntry{name, attr_of(*nodes_.at(cino))});
+    snap->entries.push_back(DirSnapshotEntry{name, attr_of(nodes_.at(cino))});
   }
   dir.dirs_mut().snap = snap;
   return snap;
@@ -404,7 +404,7 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
   std::unique_lock lk(mu_);
   auto pit = nodes_.find(parent);
   if (pit == nodes_.end()) return Error(Errc::not_found, "parent directory no longer exists");
-  Node& dir = *pit->second;
+  Node& dir = pit->second;
   if (dir.kind != NodeKind::dir) return Error(Errc::not_dir, "parent is not a directory");
   if (dir.parent == 0 && dir.ino != kRootIno) return Error(Errc::not_found, "parent directory was removed");
   if (dir.dirs().children.count(name)) return Error(Errc::exists, "file exists");
@@ -431,18 +431,18 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
   dir.dirs_mut().snap.reset();
   dir.dirs_mut().changed_epoch = ++epoch_;
   NodeInfo info = info_of(*n);
-  nodes_.emplace(n->ino, std::move(n));
+  nodes_.emplace(n->ino, std::move(*n));
   return info;
 }
 
 Result<NodeInfo> InodeTable::remove(uint64_t parent, std::string_view name) {
   std::unique_lock lk(mu_);
   auto pit = nodes_.find(parent);
-  if (pit == nodes_.end() || pit->second->kind != NodeKind::dir) return Error(Errc::not_found, "no such directory");
-  auto c = pit->second->dirs().children.find(name);
-  if (c == pit->second->dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
+  if (pit == nodes_.end() || pit->second.kind != NodeKind::dir) return Error(Errc::not_found, "no such directory");
+  auto c = pit->second.dirs().children.find(name);
+  if (c == pit->second.dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
   uint64_t cino = c->second;
-  Node& child = *nodes_.at(cino);
+  Node& child = nodes_.at(cino);
   NodeInfo info = info_of(child);
   touch_locked(parent);
   detach_locked(child);
@@ -459,24 +459,24 @@ Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_p
   auto pit = nodes_.find(parent);
   auto npit = nodes_.find(new_parent);
   if (pit == nodes_.end() || npit == nodes_.end()) return Error(Errc::not_found, "no such directory");
-  Node& from_dir = *pit->second;
-  Node& to_dir = *npit->second;
+  Node& from_dir = pit->second;
+  Node& to_dir = npit->second;
   if (to_dir.kind != NodeKind::dir) return Error(Errc::not_dir, "target parent is not a directory");
   auto c = from_dir.dirs().children.find(name);
   if (c == from_dir.dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
-  Node& moving = *nodes_.at(c->second);
+  Node& moving = nodes_.at(c->second);
   // A directory cannot move below itself.
   for (const Node* p = &to_dir; p; ) {
     if (p->ino == moving.ino) return Error(Errc::invalid_argument, "cannot move a directory into itself");
     if (p->ino == kRootIno || p->parent == 0) break;
     auto it = nodes_.find(p->parent);
-    p = it == nodes_.end() ? nullptr : it->second.get();
+    p = it == nodes_.end() ? nullptr : &it->second;
   }
   auto t = to_dir.dirs().children.find(new_name);
   if (t != to_dir.dirs().children.end()) {
     if (t->second == moving.ino) return {};  // same node: nothing to do
     if (no_replace) return Error(Errc::exists, "target exists");
-    Node& target = *nodes_.at(t->second);
+    Node& target = nodes_.at(t->second);
     if (target.kind == NodeKind::dir && moving.kind != NodeKind::dir) return Error(Errc::is_dir, "target is a directory");
     if (target.kind != NodeKind::dir && moving.kind == NodeKind::dir) return Error(Errc::not_dir, "target is not a directory");
     if (target.kind == NodeKind::dir && !target.dirs().children.empty()) return Error(Errc::not_empty, "target directory not empty");
@@ -500,41 +500,41 @@ void InodeTable::set_local(uint64_t ino, bool local) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
-  it->second->local = local;
-  touch_locked(it->second->parent);
+  it->second.local = local;
+  touch_locked(it->second.parent);
 }
 
 bool InodeTable::is_local(uint64_t ino) const {
   std::shared_lock lk(mu_);
   auto it = nodes_.find(ino);
-  return it != nodes_.end() && it->second->local;
+  return it != nodes_.end() && it->second.local;
 }
 
 void InodeTable::set_size(uint64_t ino, uint64_t size, int64_t mtime_ns) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
-  it->second->size = size;
-  if (mtime_ns) it->second->mtime_ns = mtime_ns;
-  attrs_changed_locked(*it->second);
+  it->second.size = size;
+  if (mtime_ns) it->second.mtime_ns = mtime_ns;
+  attrs_changed_locked(it->second);
 }
 
 void InodeTable::set_content(uint64_t ino, const Content& c, uint64_t size, int64_t mtime_ns) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
-  if (it->second->parent == 0 && it->second->content.source == Content::Source::local) return;
-  it->second->content = c;
-  it->second->size = size;
-  if (mtime_ns) it->second->mtime_ns = mtime_ns;
-  attrs_changed_locked(*it->second);
+  if (it->second.parent == 0 && it->second.content.source == Content::Source::local) return;
+  it->second.content = c;
+  it->second.size = size;
+  if (mtime_ns) it->second.mtime_ns = mtime_ns;
+  attrs_changed_locked(it->second);
 }
 
 void InodeTable::set_written(uint64_t ino, uint64_t size, int64_t mtime_ns, const Content& staged) {
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
-  Node& n = *it->second;
+  Node& n = it->second;
   n.size = size;
   if (mtime_ns) n.mtime_ns = mtime_ns;
   n.local = true;
@@ -547,7 +547,7 @@ void InodeTable::set_meta(uint64_t ino, std::optional<uint32_t> perm, std::optio
   std::unique_lock lk(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
-  Node& n = *it->second;
+  Node& n = it->second;
   if (perm) n.perm = *perm & 07777;
   if (uid) n.uid = *uid;
   if (gid) n.gid = *gid;
@@ -563,11 +563,11 @@ std::vector<uint64_t> InodeTable::listed_directories() const {
     uint64_t ino = stack.back();
     stack.pop_back();
     auto it = nodes_.find(ino);
-    if (it == nodes_.end() || !it->second->listed) continue;
+    if (it == nodes_.end() || !it->second.listed) continue;
     out.push_back(ino);
-    for (auto& [name, cino] : it->second->dirs().children) {
+    for (auto& [name, cino] : it->second.dirs().children) {
       auto c = nodes_.find(cino);
-      if (c != nodes_.end() && c->second->kind == NodeKind::dir && c->second->listed) stack.push_back(cino);
+      if (c != nodes_.end() && c->second.kind == NodeKind::dir && c->second.listed) stack.push_back(cino);
     }
   }
   return out;
@@ -582,9 +582,9 @@ std::vector<std::pair<uint64_t, std::string>> InodeTable::files_below(uint64_t d
     stack.pop_back();
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) continue;
-    for (auto& [name, cino] : it->second->dirs().children) {
+    for (auto& [name, cino] : it->second.dirs().children) {
       std::string p = prefix.empty() ? name : prefix + "/" + name;
-      const Node& c = *nodes_.at(cino);
+      const Node& c = nodes_.at(cino);
       if (c.kind == NodeKind::dir) {
         stack.emplace_back(cino, p);
       } else {

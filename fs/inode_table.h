@@ -246,7 +246,10 @@ class InodeTable {
 
   InodeTableOptions opts_;
   mutable std::shared_mutex mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;
+  // Nodes by value (references stay valid across rehashing): a pointer and an allocation
+  // less per entry than unique_ptr<Node>. Mutable as the unique_ptrs were: const helpers
+  // (child_locked, snapshot's cache) hand out nodes that callers change under the unique lock.
+  mutable std::unordered_map<uint64_t, Node> nodes_;
   size_t listed_dirs_ = 0;
   uint64_t epoch_ = 0;  // under mu_
 };
