@@ -138,7 +138,7 @@ InodeTable::Node* InodeTable::child_locked(uint64_t parent, std::string_view nam
     return nullptr;
   }
   *state = ChildState::found;
-  return &nodes_.at(c->second);
+  return *c;
 }
 
 InodeTable::ChildLookup InodeTable::lookup(uint64_t parent, std::string_view name) const {
@@ -214,7 +214,9 @@ void InodeTable::detach_locked(Node& child) {
   auto pit = nodes_.find(child.parent);
   if (pit != nodes_.end()) {
     Node& p = pit->second;
-    p.dirs_mut().children.erase(child.name);
+    auto& siblings = p.dirs_mut().children;
+    auto self = siblings.find(std::string_view(child.name));
+    if (self != siblings.end()) siblings.erase(self);
     if (child.kind == NodeKind::dir && p.dirs_mut().subdirs > 0) --p.dirs_mut().subdirs;
     p.dirs_mut().snap.reset();
   }
@@ -231,11 +233,9 @@ void InodeTable::maybe_free_locked(uint64_t ino) {
     Node& n = it->second;
     if (n.parent != 0 || n.nlookup != 0 || n.ino == kRootIno) continue;
     // Children of a freed directory become orphans themselves.
-    for (auto& [name, cino] : n.dirs().children) {
-      auto cit = nodes_.find(cino);
-      if (cit == nodes_.end()) continue;
-      cit->second.parent = 0;
-      stack.push_back(cino);
+    for (Node* c : n.dirs().children) {
+      c->parent = 0;
+      stack.push_back(c->ino);
     }
     if (n.listed) --listed_dirs_;
     nodes_.erase(it);
@@ -293,11 +293,10 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
 
   // Remove children that disappeared or changed kind.
   std::vector<uint64_t> gone;
-  for (auto& [name, cino] : dir.dirs().children) {
-    auto in = incoming.find(name);
-    Node& c = nodes_.at(cino);
-    if (c.local) continue;  // local changes win until committed
-    if (in == incoming.end() || in->second->kind != c.kind) gone.push_back(cino);
+  for (const Node* c : dir.dirs().children) {
+    auto in = incoming.find(c->name);
+    if (c->local) continue;  // local changes win until committed
+    if (in == incoming.end() || in->second->kind != c->kind) gone.push_back(c->ino);
   }
   for (uint64_t cino : gone) {
     Node& c = nodes_.at(cino);
@@ -307,9 +306,9 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
   }
 
   for (auto& [name, e] : incoming) {
-    auto cit = dir.dirs().children.find(name);
+    auto cit = dir.dirs().children.find(std::string_view(name));
     if (cit != dir.dirs().children.end()) {
-      Node& c = nodes_.at(cit->second);
+      Node& c = **cit;
       if (c.local || c.kind != e->kind) continue;
       bool changed = !c.content.same_as(e->content) || c.size != e->size ||
                      !(c.symlink_target == e->symlink_target);
@@ -331,10 +330,10 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
     n->content = e->content;
     n->symlink_target = e->symlink_target;
     if (n->kind == NodeKind::dir) ++dir.dirs_mut().subdirs;
-    dir.dirs_mut().children.emplace(name, n->ino);
     diff.added.push_back(name);
     uint64_t ino = n->ino;
-    nodes_.emplace(ino, std::move(*n));
+    auto placed = nodes_.emplace(ino, std::move(*n)).first;
+    dir.dirs_mut().children.insert(&placed->second);
   }
   if (!dir.listed) {
     dir.listed = true;
@@ -389,9 +388,7 @@ std::shared_ptr<const DirSnapshot> InodeTable::snapshot(uint64_t dir_ino) const 
   snap->dir_ino = dir.ino;
   snap->parent_ino = dir.parent ? dir.parent : dir.ino;
   snap->entries.reserve(dir.dirs().children.size());
-  for (auto& [name, cino] : dir.dirs().children) {
-    snap->entries.push_back(DirSnapshotEntry{name, attr_of(nodes_.at(cino))});
-  }
+  for (const Node* c : dir.dirs().children) snap->entries.push_back(DirSnapshotEntry{c->name, attr_of(*c)});
   dir.dirs_mut().snap = snap;
   return snap;
 }
@@ -427,11 +424,11 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
     ++listed_dirs_;
     ++dir.dirs_mut().subdirs;
   }
-  dir.dirs_mut().children.emplace(n->name, n->ino);
   dir.dirs_mut().snap.reset();
   dir.dirs_mut().changed_epoch = ++epoch_;
   NodeInfo info = info_of(*n);
-  nodes_.emplace(n->ino, std::move(*n));
+  auto placed = nodes_.emplace(n->ino, std::move(*n)).first;
+  dir.dirs_mut().children.insert(&placed->second);
   return info;
 }
 
@@ -441,8 +438,8 @@ Result<NodeInfo> InodeTable::remove(uint64_t parent, std::string_view name) {
   if (pit == nodes_.end() || pit->second.kind != NodeKind::dir) return Error(Errc::not_found, "no such directory");
   auto c = pit->second.dirs().children.find(name);
   if (c == pit->second.dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
-  uint64_t cino = c->second;
-  Node& child = nodes_.at(cino);
+  Node& child = **c;
+  uint64_t cino = child.ino;
   NodeInfo info = info_of(child);
   touch_locked(parent);
   detach_locked(child);
@@ -464,7 +461,7 @@ Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_p
   if (to_dir.kind != NodeKind::dir) return Error(Errc::not_dir, "target parent is not a directory");
   auto c = from_dir.dirs().children.find(name);
   if (c == from_dir.dirs().children.end()) return Error(Errc::not_found, "no such file or directory");
-  Node& moving = nodes_.at(c->second);
+  Node& moving = **c;
   // A directory cannot move below itself.
   for (const Node* p = &to_dir; p; ) {
     if (p->ino == moving.ino) return Error(Errc::invalid_argument, "cannot move a directory into itself");
@@ -474,9 +471,9 @@ Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_p
   }
   auto t = to_dir.dirs().children.find(new_name);
   if (t != to_dir.dirs().children.end()) {
-    if (t->second == moving.ino) return {};  // same node: nothing to do
+    if (*t == &moving) return {};  // same node: nothing to do
     if (no_replace) return Error(Errc::exists, "target exists");
-    Node& target = nodes_.at(t->second);
+    Node& target = **t;
     if (target.kind == NodeKind::dir && moving.kind != NodeKind::dir) return Error(Errc::is_dir, "target is a directory");
     if (target.kind != NodeKind::dir && moving.kind == NodeKind::dir) return Error(Errc::not_dir, "target is not a directory");
     if (target.kind == NodeKind::dir && !target.dirs().children.empty()) return Error(Errc::not_empty, "target directory not empty");
@@ -490,7 +487,7 @@ Status InodeTable::rename(uint64_t parent, std::string_view name, uint64_t new_p
   detach_locked(moving);
   moving.name = std::string(new_name);
   moving.parent = new_parent;
-  to_dir.dirs_mut().children.emplace(moving.name, moving.ino);
+  to_dir.dirs_mut().children.insert(&moving);
   if (moving.kind == NodeKind::dir) ++to_dir.dirs_mut().subdirs;
   to_dir.dirs_mut().snap.reset();
   return {};
@@ -565,9 +562,8 @@ std::vector<uint64_t> InodeTable::listed_directories() const {
     auto it = nodes_.find(ino);
     if (it == nodes_.end() || !it->second.listed) continue;
     out.push_back(ino);
-    for (auto& [name, cino] : it->second.dirs().children) {
-      auto c = nodes_.find(cino);
-      if (c != nodes_.end() && c->second.kind == NodeKind::dir && c->second.listed) stack.push_back(cino);
+    for (const Node* c : it->second.dirs().children) {
+      if (c->kind == NodeKind::dir && c->listed) stack.push_back(c->ino);
     }
   }
   return out;
@@ -582,13 +578,12 @@ std::vector<std::pair<uint64_t, std::string>> InodeTable::files_below(uint64_t d
     stack.pop_back();
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) continue;
-    for (auto& [name, cino] : it->second.dirs().children) {
-      std::string p = prefix.empty() ? name : prefix + "/" + name;
-      const Node& c = nodes_.at(cino);
-      if (c.kind == NodeKind::dir) {
-        stack.emplace_back(cino, p);
+    for (const Node* c : it->second.dirs().children) {
+      std::string p = prefix.empty() ? c->name : prefix + "/" + c->name;
+      if (c->kind == NodeKind::dir) {
+        stack.emplace_back(c->ino, p);
       } else {
-        out.emplace_back(cino, p);
+        out.emplace_back(c->ino, p);
       }
     }
   }

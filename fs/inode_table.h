@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include "base/result.h"
 #include <shared_mutex>
 #include <string>
@@ -193,9 +194,20 @@ class InodeTable {
     size_t size() const { return text ? text->size() : 0; }
   };
 
+  struct Node;
+  // Orders a directory's children by their own names (no second copy of each name) and finds
+  // them by a string_view.
+  struct ByName {
+    using is_transparent = void;
+    bool operator()(const Node* a, const Node* b) const { return a->name < b->name; }
+    bool operator()(const Node* a, std::string_view b) const { return std::string_view(a->name) < b; }
+    bool operator()(std::string_view a, const Node* b) const { return a < std::string_view(b->name); }
+  };
   // What only directories have, out of line: a file node does not carry an empty map.
+  // Children point into nodes_ (stable); a node is taken out of its parent's set (detach_locked)
+  // before it is renamed or freed, and its name never changes while it is in a set.
   struct DirState {
-    std::map<std::string, uint64_t, std::less<>> children;
+    std::set<Node*, ByName> children;
     // The snapshot open handles share; reset when children change. Weak: a walk over a big
     // tree would otherwise keep a copy of every listed entry (88 bytes each) after its
     // handles are closed; the next first readdir rebuilds it (one pass over the children).
