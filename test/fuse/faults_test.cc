@@ -143,7 +143,9 @@ TEST_CASE("read faults on every route: right bytes or EIO, bounded, recovered wi
   auto persistent = [&](std::string name, std::vector<FaultRule> rules) {
     scenarios.push_back(ReadScenario{std::move(name), std::move(rules), false, std::nullopt});
   };
-  // First: the CAS token is fetched by the first Xet read and then cached for its lifetime.
+  // First: the token scenario. The mount fetches a CAS token while mounting; tokens issued
+  // until this scenario is over live 2 s, so the read below must fetch a new one and meets the
+  // faults.
   transient("token 500 + reset", {rule("token", FaultKind::status500, 1), rule("token", FaultKind::reset, 1)});
   transient("xorb 500 x2", {rule("xorb", FaultKind::status500, 2)});
   transient("xorb 503 x2 Retry-After 1", {rule("xorb", FaultKind::status503, 2)});
@@ -186,6 +188,9 @@ TEST_CASE("read faults on every route: right bytes or EIO, bounded, recovered wi
     files.push_back({dir + "/small.txt", want[dir + "/small.txt"], ""});
   }
   REQUIRE(hub.server().add_repo(RepoType::model, "acme/faults", files).ok());
+  hubsim::Knobs short_tokens = hub.server().knobs();
+  short_tokens.token_ttl_s = 2;
+  hub.server().set_knobs(short_tokens);
   Mount m(hub, "hf://acme/faults");
 
   Tally total;
@@ -200,6 +205,8 @@ TEST_CASE("read faults on every route: right bytes or EIO, bounded, recovered wi
     uint64_t faults_before = hub.server().faults_injected();
     // The tree scenarios must hit the listing: everything else lists first.
     bool tree = sc.rules.front().route == "tree";
+    bool token = sc.rules.front().route == "token";
+    if (token) std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // the mount's token expired
     struct stat st {};
     if (!tree) REQUIRE(::stat((m / (dir + "/small.txt")).c_str(), &st) == 0);  // lists the directory
     hub.server().set_faults(sc.rules);
@@ -216,6 +223,11 @@ TEST_CASE("read faults on every route: right bytes or EIO, bounded, recovered wi
     }
     t.faults = hub.server().faults_injected() - faults_before;
     hub.server().clear_faults();
+    if (token) {
+      hubsim::Knobs k = hub.server().knobs();
+      k.token_ttl_s = 3600;
+      hub.server().set_knobs(k);
+    }
     REQUIRE_FALSE(rd.killed);
     CHECK(t.faults > 0);  // the scenario really injected something
     if (sc.transient) {
@@ -269,12 +281,13 @@ TEST_CASE("expired CAS tokens and presigned URLs mid-read are refreshed", "[faul
   Hub hub;
   std::string data = random_bytes(24 << 20, 5);
   REQUIRE(hub.server().add_repo(RepoType::model, "acme/ttl", {{"t.bin", data, ""}, {"u.bin", data.substr(0, 12 << 20) + "x", ""}}).ok());
-  Mount m(hub, "hf://acme/ttl");
+  // Set before mounting: the token the mount fetches while mounting is short-lived too.
   hubsim::Knobs k = hub.server().knobs();
   k.token_ttl_s = 1;
   k.url_ttl_s = 1;
   k.conn_bandwidth = 6 << 20;  // a segment download outlives its URL
   hub.server().set_knobs(k);
+  Mount m(hub, "hf://acme/ttl");
   // Truncated bodies force resumes on the same (by then expired) URL.
   hub.server().set_faults({rule("xorb", FaultKind::truncate, 0, 0.3)});
   hub.server().reset_stats();
@@ -341,7 +354,16 @@ TEST_CASE("write faults: close() succeeds or fails with EIO, and no acknowledged
     Tally t;
     t.name = "write: " + sc.name;
     std::optional<Mount> own;
-    if (sc.own_mount) own.emplace(hub, "hf://buckets/alice/wf");
+    if (sc.own_mount) {
+      // The mount fetches a token while mounting: make that one expire before the upload.
+      hubsim::Knobs k = hub.server().knobs();
+      k.token_ttl_s = 1;
+      hub.server().set_knobs(k);
+      own.emplace(hub, "hf://buckets/alice/wf");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      k.token_ttl_s = 3600;
+      hub.server().set_knobs(k);
+    }
     Mount& m = own ? *own : shared;
     size_t log_from = file_size(m.log_file());
     std::string rel = "w" + std::to_string(i) + ".bin";

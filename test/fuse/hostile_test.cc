@@ -441,6 +441,11 @@ TEST_CASE("oversized and nested JSON from the Hub: listings and tokens", "[hosti
       r.set_header("Content-Type", "application/json");
     }
   });
+  // Tokens live 1 s: the one the mount fetches while mounting has expired by the time of the
+  // token bomb below, which the read must then fetch.
+  hubsim::Knobs k = hub.server().knobs();
+  k.token_ttl_s = 1;
+  hub.server().set_knobs(k);
   Mount m(hub, "hf://acme/json");
   auto bounded_ls = [&](const std::string& rel, IoResult& out) {
     return bounded(
@@ -469,10 +474,7 @@ TEST_CASE("oversized and nested JSON from the Hub: listings and tokens", "[hosti
   report_tally("hostile", t);
   // A 256 MiB token answer: the read fails cleanly.
   bomb_token = true;
-  hubsim::Knobs k = hub.server().knobs();
-  k.token_ttl_s = 1;  // the mount's current token expires soon, forcing a fetch
-  hub.server().set_knobs(k);
-  std::this_thread::sleep_for(1500ms);
+  std::this_thread::sleep_for(1500ms);  // whatever token the mount holds has expired
   IoResult tr;
   REQUIRE(bounded([&] { tr = read_all(m / "w.bin"); }, 150s, [&] { ::kill(m.pid(), SIGKILL); }));
   CHECK(tr.err == EIO);
