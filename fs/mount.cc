@@ -49,7 +49,10 @@ T run_sync(net::io_context& io, net::awaitable<T> task) {
 }
 
 // Asks for a CAS token ahead of the first content read (see Mount::boot). A failure is only
-// logged: the first read asks again and reports its own error.
+// logged here; a read that arrived while this request was in flight shares its result (token
+// requests are single-flight) and its segment retries a transient error like any other; later
+// reads ask again. The frame holds the token source past hub_ only at teardown, when the io
+// context is stopped and the frame is destroyed without running.
 net::awaitable<void> prefetch_cas_token(std::shared_ptr<xet::TokenSource> tokens) {
   try {
     auto r = co_await tokens->get();

@@ -327,8 +327,9 @@ std::shared_ptr<const DirSnapshot> Vfs::dir_snapshot(uint64_t fh) {
   }
   auto snap = table_.snapshot(ino);
   if (!snap) {
-    // Removed (or dropped from the table) since opendir: it reads as empty, like a removed
-    // directory that is still open.
+    // Gone from the table since opendir (a local rmdir of the then empty directory, then the
+    // kernel's forget): it reads as empty. A directory removed remotely stays in the table
+    // while the kernel holds it and lists its last known entries.
     auto empty = std::make_shared<DirSnapshot>();
     empty->dir_ino = empty->parent_ino = ino;
     snap = std::move(empty);
