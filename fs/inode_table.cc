@@ -2,10 +2,12 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 
 #include "base/log.h"
+#include "base/text.h"
 
 namespace hf::fs {
 
@@ -20,11 +22,11 @@ bool valid_entry_name(std::string_view name) {
 const InodeTable::DirState InodeTable::kNoDirState{};
 
 InodeTable::InodeTable(InodeTableOptions opts) : opts_(opts) {
-  auto root = std::make_unique<Node>();
-  root->ino = kRootIno;
-  root->kind = NodeKind::dir;
-  root->mtime_ns = opts_.default_mtime_ns;
-  nodes_.emplace(kRootIno, std::move(*root));
+  Node root;
+  root.ino = kRootIno;
+  root.kind = NodeKind::dir;
+  root.mtime_ns = opts_.default_mtime_ns;
+  nodes_.emplace(kRootIno, std::move(root));
 }
 
 void InodeTable::set_default_mtime(int64_t ns) {
@@ -68,22 +70,11 @@ InodeTable::PackedContent& InodeTable::PackedContent::operator=(const Content& c
   etag_bytes = 0;
   etag_text.reset();
   const std::string& e = c.etag;
-  auto nibble = [](char ch) -> int {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1;
-  };
-  bool hex = !e.empty() && e.size() % 2 == 0 && e.size() <= 2 * etag_bin.size();
-  for (size_t i = 0; hex && i < e.size(); i += 2) {
-    int hi = nibble(e[i]), lo = nibble(e[i + 1]);
-    if (hi < 0 || lo < 0) {
-      hex = false;
-      break;
-    }
-    etag_bin[i / 2] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  if (hex) {
-    etag_bytes = static_cast<uint8_t>(e.size() / 2);
+  // Packed only when unpacking gives the same text back: lowercase hex of at most 32 bytes.
+  auto bin = e.size() <= 2 * etag_bin.size() ? hex_decode(e) : std::nullopt;
+  if (bin && !bin->empty() && std::none_of(e.begin(), e.end(), [](char ch) { return ch >= 'A' && ch <= 'F'; })) {
+    std::copy(bin->begin(), bin->end(), etag_bin.begin());
+    etag_bytes = static_cast<uint8_t>(bin->size());
   } else if (!e.empty()) {
     etag_text = std::make_unique<std::string>(e);
   }
@@ -95,16 +86,7 @@ Content InodeTable::PackedContent::unpack() const {
   c.source = source;
   c.rev = rev;
   c.id = id;
-  if (etag_text) {
-    c.etag = *etag_text;
-  } else if (etag_bytes) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    c.etag.resize(size_t{etag_bytes} * 2);
-    for (size_t i = 0; i < etag_bytes; ++i) {
-      c.etag[2 * i] = kDigits[etag_bin[i] >> 4];
-      c.etag[2 * i + 1] = kDigits[etag_bin[i] & 15];
-    }
-  }
+  c.etag = etag_text ? *etag_text : hex_encode(etag_bin.data(), etag_bytes);
   return c;
 }
 
@@ -213,12 +195,11 @@ uint64_t InodeTable::allocate_ino(const std::string& path) const {
 void InodeTable::detach_locked(Node& child) {
   auto pit = nodes_.find(child.parent);
   if (pit != nodes_.end()) {
-    Node& p = pit->second;
-    auto& siblings = p.dirs_mut().children;
-    auto self = siblings.find(std::string_view(child.name));
-    if (self != siblings.end()) siblings.erase(self);
-    if (child.kind == NodeKind::dir && p.dirs_mut().subdirs > 0) --p.dirs_mut().subdirs;
-    p.dirs_mut().snap.reset();
+    DirState& p = pit->second.dirs_mut();
+    auto self = p.children.find(std::string_view(child.name));
+    if (self != p.children.end()) p.children.erase(self);
+    if (child.kind == NodeKind::dir && p.subdirs > 0) --p.subdirs;
+    p.snap.reset();
   }
   child.parent = 0;
 }
@@ -320,19 +301,19 @@ ListingDiff InodeTable::apply_listing(uint64_t dir_ino, std::vector<ListedEntry>
       continue;
     }
     std::string child_path = dir_path.empty() ? name : dir_path + "/" + name;
-    auto n = std::make_unique<Node>();
-    n->ino = allocate_ino(child_path);
-    n->parent = dir_ino;
-    n->name = name;
-    n->kind = e->kind;
-    n->size = e->size;
-    n->mtime_ns = e->mtime_ns;
-    n->content = e->content;
-    n->symlink_target = e->symlink_target;
-    if (n->kind == NodeKind::dir) ++dir.dirs_mut().subdirs;
+    Node n;
+    n.ino = allocate_ino(child_path);
+    n.parent = dir_ino;
+    n.name = name;
+    n.kind = e->kind;
+    n.size = e->size;
+    n.mtime_ns = e->mtime_ns;
+    n.content = e->content;
+    n.symlink_target = e->symlink_target;
+    if (n.kind == NodeKind::dir) ++dir.dirs_mut().subdirs;
     diff.added.push_back(name);
-    uint64_t ino = n->ino;
-    auto placed = nodes_.emplace(ino, std::move(*n)).first;
+    uint64_t ino = n.ino;
+    auto placed = nodes_.emplace(ino, std::move(n)).first;
     dir.dirs_mut().children.insert(&placed->second);
   }
   if (!dir.listed) {
@@ -407,27 +388,28 @@ Result<NodeInfo> InodeTable::create(uint64_t parent, std::string_view name, cons
   if (dir.dirs().children.count(name)) return Error(Errc::exists, "file exists");
   std::string dir_path = path_locked(dir);
   std::string child_path = dir_path.empty() ? std::string(name) : dir_path + "/" + std::string(name);
-  auto n = std::make_unique<Node>();
-  n->ino = allocate_ino(child_path);
-  n->parent = parent;
-  n->name = std::string(name);
-  n->kind = nn.kind;
-  n->size = nn.size;
-  n->mtime_ns = nn.mtime_ns;
-  n->content = nn.content;
-  n->symlink_target = nn.symlink_target;
-  n->perm = nn.perm;
-  n->local = local;
-  n->nlookup = nlookup;
-  if (n->kind == NodeKind::dir) {
-    n->listed = true;  // a new directory is complete: it is empty
+  Node n;
+  n.ino = allocate_ino(child_path);
+  n.parent = parent;
+  n.name = std::string(name);
+  n.kind = nn.kind;
+  n.size = nn.size;
+  n.mtime_ns = nn.mtime_ns;
+  n.content = nn.content;
+  n.symlink_target = nn.symlink_target;
+  n.perm = nn.perm;
+  n.local = local;
+  n.nlookup = nlookup;
+  if (n.kind == NodeKind::dir) {
+    n.listed = true;  // a new directory is complete: it is empty
     ++listed_dirs_;
     ++dir.dirs_mut().subdirs;
   }
   dir.dirs_mut().snap.reset();
   dir.dirs_mut().changed_epoch = ++epoch_;
-  NodeInfo info = info_of(*n);
-  auto placed = nodes_.emplace(n->ino, std::move(*n)).first;
+  NodeInfo info = info_of(n);
+  const uint64_t ino = n.ino;
+  auto placed = nodes_.emplace(ino, std::move(n)).first;
   dir.dirs_mut().children.insert(&placed->second);
   return info;
 }
