@@ -31,7 +31,6 @@ void ChunkCache::when_disk_room(std::function<void()> ready) {
     const bool stalled = writing_ && std::chrono::steady_clock::now() - write_started_ > std::chrono::seconds(2);
     if (queued_bytes_ > max_queue_bytes_ / 2 && !stop_ && !stalled) {
       room_waiters_.push_back(std::move(ready));
-      room_waits_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
@@ -185,7 +184,6 @@ ChunkCacheStats ChunkCache::stats() const {
   s.misses = misses_.load();
   s.runs_queued = runs_queued_.load();
   s.runs_dropped = runs_dropped_.load();
-  s.room_waits = room_waits_.load();
   s.mem_bytes = mem_.used_bytes();
   s.disk_bytes = disk_ ? disk_->used_bytes() : 0;
   return s;

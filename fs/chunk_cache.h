@@ -31,7 +31,6 @@ using cache::Key32;
 struct ChunkCacheStats {
   uint64_t mem_hits = 0, disk_hits = 0, misses = 0;
   uint64_t runs_queued = 0, runs_dropped = 0;
-  uint64_t room_waits = 0;  // times a fetcher had to wait for the disk writer
   uint64_t mem_bytes = 0, disk_bytes = 0;
 };
 
@@ -105,7 +104,7 @@ class ChunkCache {
   std::vector<std::function<void()>> room_waiters_;
   std::thread writer_;
 
-  std::atomic<uint64_t> mem_hits_{0}, disk_hits_{0}, misses_{0}, runs_queued_{0}, runs_dropped_{0}, room_waits_{0};
+  std::atomic<uint64_t> mem_hits_{0}, disk_hits_{0}, misses_{0}, runs_queued_{0}, runs_dropped_{0};
 };
 
 }  // namespace hf::fs
