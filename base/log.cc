@@ -27,7 +27,7 @@ enum class SinkKind { stderr_plain, stderr_journal, syslog, file };
 std::mutex g_mu;  // guards the sink switch, not the writes
 std::atomic<SinkKind> g_sink{SinkKind::stderr_plain};
 std::atomic<int> g_fd{2};
-bool g_journal_checked = false;
+std::atomic<bool> g_journal_checked{false};  // read by every write, from any thread
 
 bool stderr_is_journal() {
   const char* js = std::getenv("JOURNAL_STREAM");
@@ -78,11 +78,17 @@ Result<Level> parse_level(std::string_view s) {
                fmt::format("unknown log level '{}' (use error, warn, info, debug or trace)", s));
 }
 
-void use_stderr() {
-  std::lock_guard lk(g_mu);
+namespace {
+void use_stderr_locked() {
   g_fd = 2;
   g_sink = stderr_is_journal() ? SinkKind::stderr_journal : SinkKind::stderr_plain;
   g_journal_checked = true;
+}
+}  // namespace
+
+void use_stderr() {
+  std::lock_guard lk(g_mu);
+  use_stderr_locked();
 }
 
 void use_syslog(const char* ident) {
@@ -106,7 +112,11 @@ Status use_file(const std::string& path) {
 }
 
 void write(Level l, std::string_view component, std::string_view msg) {
-  if (!g_journal_checked) use_stderr();
+  if (!g_journal_checked.load(std::memory_order_acquire)) {
+    // The first write picks the default sink, unless another thread chose one meanwhile.
+    std::lock_guard lk(g_mu);
+    if (!g_journal_checked.load(std::memory_order_relaxed)) use_stderr_locked();
+  }
   SinkKind sink = g_sink.load(std::memory_order_relaxed);
   // Keep log lines single-line even if a message embeds server text with newlines.
   std::string clean;

@@ -288,8 +288,8 @@ std::vector<ChunkMapEntry> MetaStore::get_chunks(const std::array<uint8_t, 32>& 
 
 namespace hf::fs {
 
-Status MetaStore::put_pending(const PendingFile& p) {
-  if (read_only()) return Error(Errc::read_only, "the write journal is held by another mount of this bucket");
+namespace {
+std::string encode_pending(const MetaStore::PendingFile& p) {
   std::string v;
   put_u8(v, kFormat);
   put_u16(v, static_cast<uint16_t>(p.staging_path.size()));
@@ -307,12 +307,28 @@ Status MetaStore::put_pending(const PendingFile& p) {
     put_u64(v, a);
     put_u64(v, b);
   }
-  return kv_->put(kCfJournal, "f/" + p.path, v, true);
+  return v;
+}
+}  // namespace
+
+Status MetaStore::put_pending(const PendingFile& p) { return put_pending(std::span<const PendingFile>(&p, 1)); }
+
+Status MetaStore::put_pending(std::span<const PendingFile> files) {
+  if (read_only()) return Error(Errc::read_only, "the write journal is held by another mount of this bucket");
+  auto b = kv_->batch();
+  for (const PendingFile& p : files) b.put(kCfJournal, "f/" + p.path, encode_pending(p));
+  return b.commit(true);
 }
 
 Status MetaStore::delete_pending(const std::string& path) {
+  return delete_pending(std::span<const std::string>(&path, 1));
+}
+
+Status MetaStore::delete_pending(std::span<const std::string> paths) {
   if (read_only()) return {};
-  return kv_->del(kCfJournal, "f/" + path, true);
+  auto b = kv_->batch();
+  for (const std::string& path : paths) b.del(kCfJournal, "f/" + path);
+  return b.commit(true);
 }
 
 std::vector<MetaStore::PendingFile> MetaStore::list_pending() {

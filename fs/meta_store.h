@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <tuple>
 #include <string>
 #include <vector>
@@ -84,8 +85,11 @@ class MetaStore {
     int64_t mtime_ns = 0;
     std::vector<std::pair<uint64_t, uint64_t>> present;  // staged ranges
   };
+  // One synced write for all of them (a group commit journals and clears its files at once).
   Status put_pending(const PendingFile& p);
+  Status put_pending(std::span<const PendingFile> files);
   Status delete_pending(const std::string& path);
+  Status delete_pending(std::span<const std::string> paths);
   std::vector<PendingFile> list_pending();
   // A namespace change in progress (e.g. a directory rename: its add/delete lines), replayed
   // after a crash until it completes. Lines are (kind, path, xet-hex, mtime_ms).

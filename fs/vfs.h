@@ -258,6 +258,7 @@ class Vfs {
   Task<Status> commit_ino(uint64_t ino, CancelPtr cancel);
   Task<Status> flush_ino_if_dirty(uint64_t ino, CancelPtr cancel);
   Status journal(uint64_t ino, const std::string& path, WriteState& ws);
+  MetaStore::PendingFile journal_entry(uint64_t ino, const std::string& path, const WriteState& ws);
   // What flush and fsync owe: committed (writeback=sync) or durable locally and queued
   // (writeback=async, persist_locally under ns_mu_).
   Task<Status> make_durable(uint64_t ino, CancelPtr cancel);
@@ -278,6 +279,7 @@ class Vfs {
     int64_t mtime_ns = 0;
     std::optional<std::string> path;  // as resolved for the batch
     xet::FileUploadResult up;
+    bool clean = false;               // committed with no later writes
   };
   // Uploads the members' contents in one session and sends one batch; all or nothing.
   Task<Status> commit_group(std::vector<GroupMember>& members);

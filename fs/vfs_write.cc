@@ -743,6 +743,10 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
   // while the content uploads, so they are resolved again for the batch.
   {
     auto ns = co_await ns_mu_.lock();
+    // Journal first: if the process dies during the upload, the next mount resumes it. One
+    // synced write for the whole group (a sync per file made a burst of small files wait on
+    // the disk, not the network).
+    std::vector<MetaStore::PendingFile> entries;
     for (auto& m : members) {
       m.gen = m.ws->staged->generation();
       auto path = path_of(m);
@@ -750,9 +754,17 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
         done_without_upload(m);
         continue;
       }
-      // Journal first: if the process dies during the upload, the next mount resumes it.
-      if (Status js = journal(m.ino, *path, *m.ws); !js.ok()) {
-        HF_LOG_DEBUG("write", "journal unavailable for {}: {}", *path, js.error().describe());
+      if (meta_) entries.push_back(journal_entry(m.ino, *path, *m.ws));
+    }
+    if (!entries.empty()) {
+      if (Status js = meta_->put_pending(entries); js.ok()) {
+        for (auto& m : members) {
+          if (m.skip) continue;
+          m.ws->staged->keep_on_disk(true);
+          m.ws->journaled = true;
+        }
+      } else {
+        HF_LOG_DEBUG("write", "journal unavailable for a group of {} files: {}", entries.size(), js.error().describe());
       }
     }
   }
@@ -798,6 +810,7 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
   HF_CO_TRY(co_await remote_.commit(std::move(ops), nullptr));
   stats_.uploaded_bytes.fetch_add(session.stats().xorb_bytes, std::memory_order_relaxed);
 
+  std::vector<std::string> settled;  // journal entries of members now clean: dropped in one write
   for (auto& m : members) {
     if (m.skip) continue;
     auto& ws = m.ws;
@@ -819,11 +832,17 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
       if (clean) table_.set_local(m.ino, false);
       kernel_content_[m.ino] = c.id;  // the kernel's pages already hold these bytes
     }
-    if (clean && ws->journaled && meta_) {
-      if (meta_->delete_pending(*m.path).ok()) {
-        ws->journaled = false;
-        ws->staged->keep_on_disk(false);
-      }
+    m.clean = clean;
+    if (clean && ws->journaled && meta_) settled.push_back(*m.path);
+  }
+  const bool journal_cleared = settled.empty() || meta_->delete_pending(settled).ok();
+  for (auto& m : members) {
+    if (m.skip) continue;
+    auto& ws = m.ws;
+    const bool clean = m.clean;
+    if (clean && ws->journaled && meta_ && journal_cleared) {
+      ws->journaled = false;
+      ws->staged->keep_on_disk(false);
     }
     if (clean) {
       // Nobody has the file open any more (e.g. a resumed upload): drop the staged copy now,
@@ -844,8 +863,7 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
 }
 
 
-Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
-  if (!meta_) return {};
+MetaStore::PendingFile Vfs::journal_entry(uint64_t ino, const std::string& path, const WriteState& ws) {
   MetaStore::PendingFile p;
   p.path = path;
   p.staging_path = ws.staged->path();
@@ -857,7 +875,12 @@ Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
   p.mtime_ns = n ? n->attr.mtime_ns : now_unix_ns();
   RangeSet present = ws.staged->present();  // (keep the copy alive for the loop)
   for (auto& [a, b] : present.ranges()) p.present.emplace_back(a, b);
-  HF_TRY(meta_->put_pending(p));
+  return p;
+}
+
+Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
+  if (!meta_) return {};
+  HF_TRY(meta_->put_pending(journal_entry(ino, path, ws)));
   ws.staged->keep_on_disk(true);
   ws.journaled = true;
   return {};
