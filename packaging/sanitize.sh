@@ -14,6 +14,8 @@
 #   all    both (default).
 #   --quick  the CI subset: unit suite under ASan+UBSan, and unit-fs + unit-http + fuse-read
 #          under TSan.
+#   --build-only  build what the selected tests need and stop (check.sh runs this at low
+#          priority while the main test suites run, which leave a CPU idle much of the time).
 #
 # Every report counts, including those of processes the tests spawn (hf-mount-fuse daemons,
 # hf-mount-hubsim subprocesses) whose stderr ends up in their own logs: all sanitizers write
@@ -25,11 +27,13 @@ cd "$(dirname "$0")/.."
 
 what=all
 quick=0
+build_only=0
 for a in "$@"; do
     case "$a" in
         asan|tsan|all) what=$a ;;
         --quick) quick=1 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        --build-only) build_only=1 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "sanitize.sh: unknown argument '$a'" >&2; exit 2 ;;
     esac
 done
@@ -45,10 +49,41 @@ setup() {  # DIR SANITIZERS
     fi
 }
 
+# The ninja targets the given tests (names, or --suite NAME) need, from meson's introspection:
+# the same set `meson test` rebuilds before running them.
+test_targets() {  # DIR TESTS...
+    dir=$1
+    shift
+    python3 - "$dir" "$@" <<'PY'
+import json, os, subprocess, sys
+d, sel = sys.argv[1], sys.argv[2:]
+names, suites, i = set(), set(), 0
+while i < len(sel):
+    if sel[i] == "--suite":
+        suites.add(sel[i + 1]); i += 2
+    else:
+        names.add(sel[i]); i += 1
+intro = lambda what: json.loads(subprocess.run(["meson", "introspect", d, what], check=True,
+                                               capture_output=True, text=True).stdout)
+files = {t["id"]: t["filename"] for t in intro("--targets")}
+out = set()
+for t in intro("--tests"):
+    if t["name"] in names or any(s.split(":")[-1] in suites for s in t["suite"]):
+        for dep in t["depends"]:
+            out.update(os.path.relpath(f, d) for f in files.get(dep, []))
+print("\n".join(sorted(out)))
+PY
+}
+
 # Runs meson test in $1 with the given test names; sanitizer reports go to $1/sanitizer-reports.
 run_tests() {
     dir=$1
     shift
+    if [ "$build_only" = 1 ]; then
+        # shellcheck disable=SC2046  # one target per line
+        ninja -C "$dir" $(test_targets "$dir" "$@") || status=1
+        return
+    fi
     reports=${SANITIZE_REPORTS:-$PWD/$dir/sanitizer-reports}
     rm -rf "$reports"
     mkdir -p "$reports"
@@ -78,7 +113,7 @@ if [ "$what" = asan ] || [ "$what" = all ]; then
         # meson test builds only what the selected tests need (not the fuse suites).
         run_tests build-asan --suite unit
     else
-        ninja -C build-asan
+        [ "$build_only" = 1 ] || ninja -C build-asan
         run_tests build-asan --suite unit fuse-read fuse-bucket fuse-cache fuse-faults fuse-hostile fuse-lifecycle \
             fuse-posix-model fuse-soak
     fi
@@ -89,7 +124,7 @@ if [ "$what" = tsan ] || [ "$what" = all ]; then
     if [ "$quick" = 1 ]; then
         run_tests build-tsan unit-fs unit-http fuse-read
     else
-        ninja -C build-tsan
+        [ "$build_only" = 1 ] || ninja -C build-tsan
         run_tests build-tsan unit-fs unit-http unit-cache unit-upload unit-hubsim unit-cmd fuse-read fuse-bucket \
             fuse-soak
     fi

@@ -217,7 +217,9 @@ TEST_CASE("read faults on every route: right bytes or EIO, bounded, recovered wi
     std::string rel = git ? dir + "/small.txt" : dir + "/f.bin";
     errs.push_back(rd.whole(rel, want[rel]));
     std::mt19937_64 rng(i);
-    for (int k = 0; k < (sc.transient ? 6 : 2) && !rd.killed; ++k) {
+    // A persistent fault fails every read only after the whole retry budget (up to ~25 s):
+    // one range read besides the whole-file read shows it (and keeps the suite's time).
+    for (int k = 0; k < (sc.transient ? 6 : 1) && !rd.killed; ++k) {
       uint64_t off = rng() % want[rel].size();
       errs.push_back(rd.range(rel, want[rel], off, 1 + rng() % (1 << 20)));
     }
