@@ -3,7 +3,7 @@
 // Soak: concurrent readers (byte-checked), writers, listings and remote changes (commits to
 // the repo's branch, bucket files changed by "someone else") on a repo mount and a bucket
 // mount, while the daemons' RSS, open file descriptors and threads are sampled. After a
-// warm-up the resources must stay flat. Duration: $HF_SOAK_SECONDS (default 120, as in CI;
+// warm-up the resources must stay flat. Duration: $HF_SOAK_SECONDS (default 180, as in CI;
 // 1800+ on demand).
 //
 // Model check: random operations applied to a bucket mount and to a local directory, with
@@ -106,7 +106,7 @@ struct Series {
 }  // namespace
 
 TEST_CASE("soak: readers, writers, listings and remote changes; RSS, fds and threads stay flat", "[soak]") {
-  const uint64_t seconds = env_u64("HF_SOAK_SECONDS", 120);
+  const uint64_t seconds = env_u64("HF_SOAK_SECONDS", 180);
   // The writers upload ~30 MB/s: the emulator (in this process) persists uploads and serves
   // them from disk instead of memory, and collects what no tree references any more, so a long
   // soak is bounded in memory and disk.
