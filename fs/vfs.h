@@ -236,6 +236,11 @@ class Vfs {
     int writers = 0;
     bool journaled = false;                    // a journal entry holds it (staging kept on disk)
     bool background = false;                   // a commit_alone_in_background loop runs
+    // The journal owns the staged file while an entry names it: the two change together.
+    void set_journaled(bool on) {
+      journaled = on;
+      staged->keep_on_disk(on);
+    }
   };
   struct DirHandle {
     uint64_t ino = 0;

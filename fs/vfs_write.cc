@@ -254,8 +254,7 @@ Task<Status> Vfs::unlink(uint64_t parent, std::string name, CancelPtr cancel) {
     ws->ever_committed = false;  // nothing to delete remotely any more; an open fd keeps the data
     if (ws->journaled && meta_) {
       (void)meta_->delete_pending(path);
-      ws->journaled = false;
-      ws->staged->keep_on_disk(false);
+      ws->set_journaled(false);
     }
   }
   co_return Status{};
@@ -382,8 +381,7 @@ Task<Status> Vfs::rename(uint64_t parent, std::string name, uint64_t new_parent,
       std::lock_guard lk(mu_);
       if (dws->journaled) {
         (void)meta_->delete_pending(new_path);
-        dws->journaled = false;
-        dws->staged->keep_on_disk(false);
+        dws->set_journaled(false);
       }
     }
   }
@@ -759,9 +757,7 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
     if (!entries.empty()) {
       if (Status js = meta_->put_pending(entries); js.ok()) {
         for (auto& m : members) {
-          if (m.skip) continue;
-          m.ws->staged->keep_on_disk(true);
-          m.ws->journaled = true;
+          if (!m.skip) m.ws->set_journaled(true);
         }
       } else {
         HF_LOG_DEBUG("write", "journal unavailable for a group of {} files: {}", entries.size(), js.error().describe());
@@ -840,10 +836,7 @@ Task<Status> Vfs::commit_group(std::vector<GroupMember>& members) {
     if (m.skip) continue;
     auto& ws = m.ws;
     const bool clean = m.clean;
-    if (clean && ws->journaled && meta_ && journal_cleared) {
-      ws->journaled = false;
-      ws->staged->keep_on_disk(false);
-    }
+    if (clean && ws->journaled && journal_cleared) ws->set_journaled(false);
     if (clean) {
       // Nobody has the file open any more (e.g. a resumed upload): drop the staged copy now,
       // reads go to the committed content.
@@ -881,8 +874,7 @@ MetaStore::PendingFile Vfs::journal_entry(uint64_t ino, const std::string& path,
 Status Vfs::journal(uint64_t ino, const std::string& path, WriteState& ws) {
   if (!meta_) return {};
   HF_TRY(meta_->put_pending(journal_entry(ino, path, ws)));
-  ws.staged->keep_on_disk(true);
-  ws.journaled = true;
+  ws.set_journaled(true);
   return {};
 }
 
@@ -1144,7 +1136,7 @@ Task<Status> Vfs::recover_journal() {
       auto ws = std::make_shared<WriteState>();
       ws->staged = std::move(*staged);
       ws->committed_gen = UINT64_MAX;  // dirty until committed
-      ws->journaled = true;
+      ws->set_journaled(true);
       ws->ever_committed = p.base.source == Content::Source::xet;
       auto n = table_.get(ino);
       if (n && p.base.source != Content::Source::empty && p.base_size > 0) {

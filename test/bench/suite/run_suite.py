@@ -537,12 +537,7 @@ class Suite:
         shards = []
         for _ in range(c["reps"]):
             for n in (1, 4, 8):
-                m = self.mount_ours()
-                part = size // n // MIB * MIB
-                r = fio([f"--filename={m / name}", "--rw=read", "--bs=1m", "--ioengine=psync", f"--numjobs={n}",
-                         f"--size={part}", f"--offset_increment={part}", "--group_reporting=0", "--readonly"])
-                res[n].append(r["mb_s"])
-                self.done(m)
+                res[n].append(self.cold_disjoint_readers(name, size, n))
             if c["shards"] >= 2:
                 m = self.mount_ours()
                 t0 = time.monotonic()
@@ -561,6 +556,15 @@ class Suite:
         if self.cfg["peers"]:
             self.w5_parallel_latency(name, size)
 
+    def cold_disjoint_readers(self, name, size, n):
+        # n fio readers on disjoint regions of one file, fresh mount (cold): MB/s.
+        m = self.mount_ours()
+        part = size // n // MIB * MIB
+        r = fio([f"--filename={m / name}", "--rw=read", "--bs=1m", "--ioengine=psync", f"--numjobs={n}",
+                 f"--size={part}", f"--offset_increment={part}", "--group_reporting=0", "--readonly"])
+        self.done(m)
+        return r["mb_s"]
+
     def w5_parallel_latency(self, name, size):
         # The same readers with 20 ms added before every response (a nearby CDN): on loopback one
         # reader already keeps both vCPUs copying, so this is where parallelism can show.
@@ -569,12 +573,7 @@ class Suite:
         try:
             for _ in range(self.cfg["reps"]):
                 for n in (1, 8):
-                    m = self.mount_ours()
-                    part = size // n // MIB * MIB
-                    r = fio([f"--filename={m / name}", "--rw=read", "--bs=1m", "--ioengine=psync", f"--numjobs={n}",
-                             f"--size={part}", f"--offset_increment={part}", "--group_reporting=0", "--readonly"])
-                    res[n].append(r["mb_s"])
-                    self.done(m)
+                    res[n].append(self.cold_disjoint_readers(name, size, n))
         finally:
             self.hub.set_knobs(latency_ms=0)
         one = self.record("W5 latency 20 ms", "ours", "1 reader, cold", "MB/s", res[1])
