@@ -12,9 +12,10 @@
 #          unit-cache, unit-upload, unit-hubsim, unit-cmd and the fuse read, bucket and soak
 #          suites.
 #   all    both (default).
-#   --quick  the CI subset (CI has a time limit): the parsers of untrusted input under
-#          ASan+UBSan (unit-xet, unit-hub, unit-cas, unit-cache, unit-http), and unit-fs +
-#          unit-http + fuse-read under TSan. The rest runs on demand without --quick.
+#   --quick  the CI subset (CI has a time limit): under ASan+UBSan the whole unit suite and the
+#          real-mount suites except the two that mostly wait (fuse-faults sits out retry
+#          budgets, fuse-soak runs for a fixed time); unit-fs + unit-http + fuse-read under
+#          TSan. The rest runs on demand without --quick.
 #   --build-only  build what the selected tests need and stop (check.sh runs this at low
 #          priority while the main test suites run, which leave a CPU idle much of the time).
 #
@@ -112,7 +113,8 @@ if [ "$what" = asan ] || [ "$what" = all ]; then
     setup build-asan address,undefined
     if [ "$quick" = 1 ]; then
         # meson test builds only what the selected tests need.
-        run_tests build-asan unit-xet unit-hub unit-cas unit-cache unit-http
+        run_tests build-asan --suite unit fuse-read fuse-bucket fuse-cache fuse-hostile fuse-lifecycle \
+            fuse-posix-model
     else
         [ "$build_only" = 1 ] || ninja -C build-asan
         run_tests build-asan --suite unit fuse-read fuse-bucket fuse-cache fuse-faults fuse-hostile fuse-lifecycle \
