@@ -1,4 +1,4 @@
-#include "cmd/mountinfo.h"
+#include "base/mountinfo.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 
 #include "base/text.h"
 
-namespace hf::cmd {
+namespace hf {
 
 std::string unescape_mountinfo(std::string_view s) {
   auto oct = [](char c) { return c >= '0' && c <= '7'; };
@@ -52,6 +52,13 @@ std::optional<MountEntry> parse_line(std::string_view line) {
   if (!id || !parent) return std::nullopt;
   e.id = *id;
   e.parent = *parent;
+  const size_t colon = f[2].find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  auto maj = parse_u64(f[2].substr(0, colon));
+  auto min = parse_u64(f[2].substr(colon + 1));
+  if (!maj || !min || *maj > 0xFFFFFFFFull || *min > 0xFFFFFFFFull) return std::nullopt;
+  e.dev_major = static_cast<unsigned>(*maj);
+  e.dev_minor = static_cast<unsigned>(*min);
   e.mountpoint = unescape_mountinfo(f[4]);
   e.mount_options = std::string(f[5]);
   e.fstype = unescape_mountinfo(f[dash + 1]);
@@ -143,4 +150,4 @@ std::string normalize_path(std::string_view abs_path) {
   return out.empty() ? "/" : out;
 }
 
-}  // namespace hf::cmd
+}  // namespace hf

@@ -1,5 +1,6 @@
-// /proc/self/mountinfo parsing for the hf-mount front-end: which hfmount mounts exist, who owns
-// them, and which mount a path lives in. Pure parsing (no I/O) except read_mountinfo().
+// /proc/self/mountinfo parsing: which hfmount mounts exist, who owns them, which mount a path
+// lives in (the hf-mount front-end), and whether our own mount is still there (the FUSE session,
+// by device number). Pure parsing (no I/O) except read_mountinfo(). Thread-safe (no state).
 #pragma once
 
 #include <sys/types.h>
@@ -11,12 +12,13 @@
 
 #include "base/result.h"
 
-namespace hf::cmd {
+namespace hf {
 
 inline constexpr std::string_view kFsType = "fuse.hfmount";
 
 struct MountEntry {
   uint64_t id = 0, parent = 0;
+  unsigned dev_major = 0, dev_minor = 0;  // st_dev of files in this mount
   std::string mountpoint;  // unescaped
   std::string fstype;      // "fuse.hfmount", "ext4", ...
   std::string source;      // unescaped (our fsname: the canonical hf:// source)
@@ -49,4 +51,4 @@ const MountEntry* mount_containing(const std::vector<MountEntry>& all, std::stri
 // fails, e.g. on a dead FUSE mount ("Transport endpoint is not connected").
 std::string normalize_path(std::string_view abs_path);
 
-}  // namespace hf::cmd
+}  // namespace hf

@@ -22,7 +22,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "cmd/exit_codes.h"
-#include "cmd/mountinfo.h"
+#include "base/mountinfo.h"
 #include "cmd/sd_notify.h"
 #include "fs/mount.h"
 #include "fs/mount_config.h"
@@ -82,9 +82,9 @@ int wait_for_child(pid_t child, int fd) {
 void detach_dead_mount(const std::string& mp) {
   struct statfs sf {};
   if (::statfs(mp.c_str(), &sf) == 0 || errno != ENOTCONN) return;
-  auto all = cmd::read_mountinfo();
+  auto all = read_mountinfo();
   if (!all.ok()) return;
-  const cmd::MountEntry* top = cmd::mount_at(*all, mp);
+  const MountEntry* top = mount_at(*all, mp);
   if (!top || !top->is_hfmount()) return;
   bool ok = false;
   if (::geteuid() == 0) {
@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
       char cwd[PATH_MAX];
       abs = std::string(::getcwd(cwd, sizeof cwd) ? cwd : "/") + "/" + abs;
     }
-    detach_dead_mount(cmd::normalize_path(abs));
+    detach_dead_mount(normalize_path(abs));
   }
   char real[PATH_MAX];
   if (!::realpath(cfg.mountpoint.c_str(), real)) {
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   for (std::string* p : {&cfg.cache_dir, &cfg.token_file}) {
     if (!p->empty() && (*p)[0] != '/') {
       char cwd[PATH_MAX];
-      if (::getcwd(cwd, sizeof cwd)) *p = cmd::normalize_path(std::string(cwd) + "/" + *p);
+      if (::getcwd(cwd, sizeof cwd)) *p = normalize_path(std::string(cwd) + "/" + *p);
     }
   }
   struct stat st {};

@@ -35,7 +35,7 @@
 #include "cmd/cli_paths.h"
 #include "cmd/control_client.h"
 #include "cmd/exit_codes.h"
-#include "cmd/mountinfo.h"
+#include "base/mountinfo.h"
 #include "cmd/progress.h"
 #include "cmd/start_args.h"
 #include "fs/control_protocol.h"

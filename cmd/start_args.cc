@@ -6,7 +6,7 @@
 #include <array>
 
 #include "base/text.h"
-#include "cmd/mountinfo.h"
+#include "base/mountinfo.h"
 #include "fs/mount_config.h"
 
 namespace hf::cmd {

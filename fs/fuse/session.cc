@@ -1,15 +1,14 @@
 // init/destroy, the operations table, and the session runner.
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
-#include <cstring>
+#include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <fstream>
 #include <thread>
-#include <sstream>
 
-#include <csignal>
-
+#include "base/mountinfo.h"
 #include "fs/fuse/ops.h"
 
 namespace hf::fs::fuse {
@@ -88,38 +87,24 @@ struct fuse_lowlevel_ops make_ops() {
   return ops;
 }
 
-// Calls f(major, minor, mountpoint) for each line of /proc/self/mountinfo.
-template <typename F>
-static void each_mount(F&& f) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, mp;
-    ls >> id >> parent >> dev >> root >> mp;
-    unsigned maj = 0, min = 0;
-    if (std::sscanf(dev.c_str(), "%u:%u", &maj, &min) == 2) f(maj, min, mp);
-  }
-}
-
 // The mount's device number from /proc/self/mountinfo: stat()ing our own mountpoint here would
 // send a request to a session that is not serving yet.
 static bool mount_dev(const std::string& mountpoint, unsigned* maj, unsigned* min) {
-  bool found = false;
-  each_mount([&](unsigned a, unsigned b, const std::string& mp) {
-    if (mp != mountpoint) return;
-    *maj = a;  // last wins
-    *min = b;
-    found = true;
-  });
-  return found;
+  auto all = read_mountinfo();
+  const MountEntry* e = all.ok() ? mount_at(*all, mountpoint) : nullptr;
+  if (!e) return false;
+  *maj = e->dev_major;
+  *min = e->dev_minor;
+  return true;
 }
 
-// True while a mount with this device number is in our mount namespace.
+// True while a mount with this device number is in our mount namespace (an unreadable table
+// counts as mounted: the caller then reports the loop's error instead of a clean stop).
 static bool mounted_by_device(unsigned maj, unsigned min) {
-  bool found = false;
-  each_mount([&](unsigned a, unsigned b, const std::string&) { found |= a == maj && b == min; });
-  return found;
+  auto all = read_mountinfo();
+  if (!all.ok()) return true;
+  return std::any_of(all->begin(), all->end(),
+                     [&](const MountEntry& e) { return e.dev_major == maj && e.dev_minor == min; });
 }
 
 Result<std::unique_ptr<Session>> Session::mount(FuseContext& ctx, const SessionOptions& opts) {
