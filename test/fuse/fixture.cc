@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "base/mountinfo.h"
 #include "base/sha256.h"
 #include "base/text.h"
 #include "test/hubsim/tls_gen.h"
@@ -77,15 +78,8 @@ std::string random_bytes(size_t n, uint64_t seed) {
 }
 
 bool is_mounted(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, mp;
-    ls >> id >> parent >> dev >> root >> mp;
-    if (mp == mountpoint) return true;
-  }
-  return false;
+  auto all = read_mountinfo();
+  return all.ok() && mount_at(*all, mountpoint) != nullptr;
 }
 
 CmdResult run(const std::string& cmd) {
@@ -131,7 +125,9 @@ Mount::Mount(const std::string& endpoint, const std::string& ca_file, const std:
 
 void Mount::start(const std::string& endpoint, const std::string& ca_file, const std::string& source,
                   const std::string& opts, const std::string& cache_dir, std::vector<std::string> env) {
-  mnt_ = tempdir("mnt");
+  // A space in every mount point: the kernel escapes it in /proc/self/mountinfo, and both the
+  // daemon and the front-end must still recognise their mount there.
+  mnt_ = tempdir("mnt point");
   if (cache_dir.empty()) {
     cache_ = tempdir("cache");
     own_cache_ = true;

@@ -26,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "base/mountinfo.h"
 #include "base/sha256.h"
 #include "test/fuse/fixture.h"
 #include "test/fuse/reliability.h"
@@ -44,17 +45,11 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-// The mountinfo line of `mnt` ("" if not mounted).
-std::string mountinfo_line(const std::string& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, mp;
-    ls >> id >> parent >> dev >> root >> mp;
-    if (mp == mnt) return line;
-  }
-  return "";
+// The kernel's mount and super-block options of `mnt` ("" if not mounted).
+std::string mount_options(const std::string& mnt) {
+  auto all = read_mountinfo();
+  const MountEntry* e = all.ok() ? mount_at(*all, mnt) : nullptr;
+  return e ? e->mount_options + " " + e->super_options : "";
 }
 
 // 16 threads reading the file over and over until told to stop (or until the mount goes away).
@@ -262,7 +257,7 @@ TEST_CASE("cache directory, control socket and mount options are private by defa
     CHECK(WIFEXITED(st_child));
     CHECK(WEXITSTATUS(st_child) == 0);
     // Kernel options: nosuid, nodev always; default_permissions on; allow_other off.
-    std::string line = mountinfo_line(m.path());
+    std::string line = mount_options(m.path());
     INFO(line);
     CHECK_THAT(line, Catch::Contains("nosuid"));
     CHECK_THAT(line, Catch::Contains("nodev"));
@@ -272,7 +267,7 @@ TEST_CASE("cache directory, control socket and mount options are private by defa
   {
     // allow_other only when asked; suid/dev requests are ignored.
     Mount m(hub, "hf://acme/sec", "allow_other,suid,dev", cache);
-    std::string line = mountinfo_line(m.path());
+    std::string line = mount_options(m.path());
     INFO(line);
     CHECK_THAT(line, Catch::Contains("allow_other"));
     CHECK_THAT(line, Catch::Contains("nosuid"));
