@@ -200,6 +200,7 @@ Result<fs::MountStatus> parse_status_reply(std::string_view line) {
   s.bytes_served = u64_field(o, "bytes_served");
   s.cache_hits = u64_field(o, "cache_hits");
   s.cache_misses = u64_field(o, "cache_misses");
+  s.cache_disk_hits = u64_field(o, "cache_disk_hits");
   s.cache_disk_bytes = u64_field(o, "cache_disk_bytes");
   s.cache_memory_bytes = u64_field(o, "cache_memory_bytes");
   s.cache_writes_dropped = u64_field(o, "cache_writes_dropped");

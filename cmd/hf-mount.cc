@@ -437,9 +437,10 @@ void print_status_human(const MountEntry& m, const Result<fs::MountStatus>& r) {
   std::printf("  traffic    fetched %s, served %s\n", format_size(s.bytes_fetched).c_str(),
               format_size(s.bytes_served).c_str());
   uint64_t lookups = s.cache_hits + s.cache_misses;
-  std::printf("  cache      hit ratio %s (%llu of %llu), disk %s, memory %s, %s\n",
+  std::printf("  cache      hit ratio %s (%llu of %llu, %llu from disk), disk %s, memory %s, %s\n",
               lookups ? fmt::format("{:.1f}%", hit_ratio(s) * 100).c_str() : "-",
               static_cast<unsigned long long>(s.cache_hits), static_cast<unsigned long long>(lookups),
+              static_cast<unsigned long long>(s.cache_disk_hits),
               format_size(s.cache_disk_bytes).c_str(), format_size(s.cache_memory_bytes).c_str(), s.cache_dir.c_str());
   if (s.cache_writes_dropped > 0) {
     std::printf("             %llu disk cache writes dropped (the disk fell behind; those chunks are fetched again after a remount)\n",

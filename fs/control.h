@@ -36,6 +36,7 @@ struct MountStatus {
   uint64_t bytes_fetched = 0;     // from the network (xorb ranges + plain downloads)
   uint64_t bytes_served = 0;      // returned to readers
   uint64_t cache_hits = 0, cache_misses = 0;
+  uint64_t cache_disk_hits = 0;   // of cache_hits, chunks read back from the disk tier
   uint64_t cache_disk_bytes = 0, cache_memory_bytes = 0;
   // Runs not written to the disk cache because its writer fell behind (their bytes were served
   // from memory and will be fetched again after a remount).

@@ -63,7 +63,7 @@ void write_mount_status(JsonWriter& w, const MountStatus& s) {
   w.kv("read_only", s.read_only).kv("pinned", s.pinned).kv("offline", s.offline);
   w.kv("pid", s.pid).kv("started_at_ns", s.started_at_ns);
   w.kv("bytes_fetched", s.bytes_fetched).kv("bytes_served", s.bytes_served);
-  w.kv("cache_hits", s.cache_hits).kv("cache_misses", s.cache_misses);
+  w.kv("cache_hits", s.cache_hits).kv("cache_misses", s.cache_misses).kv("cache_disk_hits", s.cache_disk_hits);
   w.kv("cache_disk_bytes", s.cache_disk_bytes).kv("cache_memory_bytes", s.cache_memory_bytes);
   w.kv("cache_writes_dropped", s.cache_writes_dropped);
   w.kv("http_requests", s.http_requests).kv("http_in_flight", s.http_in_flight);

@@ -441,6 +441,7 @@ MountStatus Mount::status() {
   if (cache_) {
     auto c = cache_->stats();
     s.cache_hits = c.mem_hits + c.disk_hits;
+    s.cache_disk_hits = c.disk_hits;
     s.cache_misses = c.misses;
     s.cache_disk_bytes = c.disk_bytes;
     s.cache_memory_bytes = c.mem_bytes;

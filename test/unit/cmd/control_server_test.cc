@@ -222,6 +222,7 @@ TEST_CASE("status, warm and flush round trips") {
   h.st.bytes_served = 77;
   h.st.cache_hits = 9;
   h.st.cache_misses = 1;
+  h.st.cache_disk_hits = 4;
   h.st.http_in_flight = 3;
   h.st.http_errors = 2;
   h.st.dirty_files = 5;
@@ -249,6 +250,7 @@ TEST_CASE("status, warm and flush round trips") {
     CHECK(s->bytes_served == 77);
     CHECK(s->cache_hits == 9);
     CHECK(s->cache_misses == 1);
+    CHECK(s->cache_disk_hits == 4);
     CHECK(s->http_in_flight == 3);
     CHECK(s->http_errors == 2);
     CHECK(s->dirty_files == 5);
