@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs dependencies, builds from scratch in ./build-check and runs every test suite (unit,
 # fuse, packaging; then bench-ci alone), then the sanitizer subset (packaging/sanitize.sh
-# --quick: the unit suite and most real-mount suites under ASan+UBSan, unit-fs + unit-http +
-# fuse-read under TSan; skip with HF_CHECK_SANITIZE=0). This is the README's test command and
+# --quick: the parsers' unit suites under ASan+UBSan, unit-fs + unit-http + fuse-read under
+# TSan; skip with HF_CHECK_SANITIZE=0). This is the README's test command and
 # what CI runs (.ci/run).
 # Must run as root (package installs, real FUSE mounts).
 set -eu
