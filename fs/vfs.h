@@ -265,7 +265,8 @@ class Vfs {
   Status journal(uint64_t ino, const std::string& path, WriteState& ws);
   MetaStore::PendingFile journal_entry(uint64_t ino, const std::string& path, const WriteState& ws);
   // What flush and fsync owe: committed (writeback=sync) or durable locally and queued
-  // (writeback=async, persist_locally under ns_mu_).
+  // (writeback=async, persist_locally under ns_mu_). A sync commit that fails retryably still
+  // returns the error, and is then kept the async way (journal + background retries).
   Task<Status> make_durable(uint64_t ino, CancelPtr cancel);
   Status persist_locally(uint64_t ino);
   // writeback=async: commits the file in the background until it succeeds (small files in

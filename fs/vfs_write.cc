@@ -547,7 +547,16 @@ Task<Status> Vfs::make_durable(uint64_t ino, CancelPtr cancel) {
     auto ns = co_await ns_mu_.lock();  // its journal entry is keyed by the path (see ns_mu_)
     co_return persist_locally(ino);
   }
-  co_return co_await commit_ino(ino, cancel);
+  Status st = co_await commit_ino(ino, cancel);
+  if (!st.ok() && retryable_commit(st.code())) {
+    // close/fsync report the failure (the write is not acknowledged), but the bytes are not
+    // dropped either: journaled and retried in the background, as with writeback=async.
+    // Without this only a later fsync, close or the unmount tried again.
+    auto ns = co_await ns_mu_.lock();
+    if (Status kept = persist_locally(ino); !kept.ok())
+      HF_LOG_WARN("write", "keeping inode {} for a background retry failed: {}", ino, kept.error().describe());
+  }
+  co_return st;
 }
 
 Status Vfs::persist_locally(uint64_t ino) {
