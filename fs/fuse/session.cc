@@ -127,6 +127,8 @@ Result<std::unique_ptr<Session>> Session::mount(FuseContext& ctx, const SessionO
   struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   struct fuse_lowlevel_ops ops = make_ops();
   s->se_ = fuse_session_new(&args, &ops, sizeof(ops), &ctx);
+  // fuse_opt_parse inside replaced args with a heap copy (args.allocated); ours to free.
+  fuse_opt_free_args(&args);
   if (!s->se_) return Error(Errc::invalid_argument, "FUSE rejected the mount options (see the message above)");
   ctx.session = s->se_;
   if (fuse_set_signal_handlers(s->se_) != 0) return Error(Errc::internal, "cannot install signal handlers");
