@@ -488,15 +488,14 @@ void Vfs::release(uint64_t fh) {
     bool open_elsewhere = false;
     for (auto& [fh2, h2] : files_) open_elsewhere |= h2->ino == ino;
     if (!open_elsewhere && !staged_only_locked(ino)) writes_.erase(w);
-  } else if (cfg_.async_writeback) {
-    // Dirty with no writer left: already queued by its flush (writeback=async), where it joins
-    // a group commit with its neighbours; queued again in case the flush failed.
+  } else {
+    // Dirty with no writer left: writeback=async already queued it at its flush (it joins a
+    // group commit with its neighbours); with writeback=sync its close failed. Either way it is
+    // retried in the background with backoff until it commits (queued again in case the flush
+    // itself failed); never a single try that a still-down bucket would make the last.
     net::post(ex_, [this, ino, life = life_] {
       if (!life->cancelled()) commit_in_background(ino);
     });
-  } else {
-    // Dirty with no writer left (a failed close): keep trying in the background.
-    net::co_spawn(ex_, [this, ino]() -> Task<void> { (void)co_await commit_ino(ino, nullptr); }, net::detached);
   }
 }
 
