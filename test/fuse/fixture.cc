@@ -208,7 +208,7 @@ int Mount::unmount(std::chrono::milliseconds timeout) {
 }
 
 Mount::~Mount() {
-  unmount(std::chrono::seconds(10));
+  unmount();
   if (is_mounted(mnt_)) run("fusermount3 -u -z '" + mnt_ + "'");
   ::rmdir(mnt_.c_str());
   if (own_cache_) remove_tree(cache_);

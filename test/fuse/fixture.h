@@ -62,8 +62,10 @@ class Mount {
   std::string log() const;
   bool alive() const;
   // Unmounts (fusermount3 -u, lazily if busy) and waits up to `timeout` for the daemon to exit.
-  // Returns the daemon's exit status, or -1 if it had to be killed.
-  int unmount(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Returns the daemon's exit status, or -1 if it had to be killed. The default is generous: an
+  // unmount commits pending bucket writes first, which under ASan took more than 10 s for a
+  // cp -r of 1,000 files (returns as soon as the daemon exits; a hang still fails).
+  int unmount(std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
  private:
   void start(const std::string& endpoint, const std::string& ca_file, const std::string& source,
