@@ -542,7 +542,8 @@ TEST_CASE("writeback=sync: a close that failed still gets its data committed in 
   CHECK(st.code() == Errc::server_error);  // not acknowledged
   CHECK(b.meta->list_pending().size() == 1);  // but journaled
   v->release(c->second.fh);
-  // The bucket stays down past the one extra try that release makes (2 quick attempts here).
+  // The bucket stays down past the first background tries (journaled at the close, queued again
+  // at the release).
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   // No further close, fsync or unmount: the mount retries by itself once the bucket is back.
   b.remote.fail_commit = 0;
