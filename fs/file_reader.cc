@@ -2,14 +2,13 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <algorithm>
 
 #include <openssl/evp.h>
 
 #include "base/log.h"
+#include "base/sleep.h"
 #include "base/text.h"
 #include "fs/meta_store.h"
 #include "net/xet/hash.h"
@@ -105,15 +104,9 @@ class EtagCheck {
   EVP_MD_CTX* ctx_ = nullptr;
 };
 
-Task<void> sleep_ms(int ms) {
-  net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(ms));
-  boost::system::error_code ec;
-  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-}
-
 // Completes `r` with false after `ms` (if nothing completed it first).
-Task<void> set_after(SharedResultPtr<bool> r, int ms) {
-  co_await sleep_ms(ms);
+Task<void> set_after(SharedResultPtr<bool> r, int ms, CancelPtr cancel) {
+  co_await sleep_for(std::chrono::milliseconds(ms), cancel);
   r->set(false);
 }
 
@@ -398,7 +391,7 @@ Task<void> FileReader::wait_for_disk_room() {
   if (room->ready()) co_return;
   // Bounded: the cache holds the queue back only while its disk makes progress, and a reader
   // never waits longer than this for a cache fill.
-  net::co_spawn(ex_, set_after(room, 1000), net::detached);
+  net::co_spawn(ex_, set_after(room, 1000, life_), net::detached);
   co_await room->wait();
 }
 
@@ -424,7 +417,7 @@ Task<void> FileReader::run_segment(std::shared_ptr<Segment> seg) {
     stats_.segment_retries.fetch_add(1, std::memory_order_relaxed);
     HF_LOG_INFO("read", "retrying {} bytes {}-{} after: {}", path_.empty() ? "file" : path_, seg->start, seg->end,
                 st.error().describe());
-    if (st.code() != Errc::forbidden) co_await sleep_ms(cfg_.retry_base_ms << (2 * (attempt - 1)));
+    if (st.code() != Errc::forbidden) co_await sleep_for(std::chrono::milliseconds(cfg_.retry_base_ms << (2 * (attempt - 1))), life_);
   }
   if (!st.ok()) {
     stats_.segment_failures.fetch_add(1, std::memory_order_relaxed);

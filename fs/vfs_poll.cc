@@ -11,13 +11,12 @@
 // rename) is not updated from that possibly older listing; it is relisted at the next poll.
 #include <utility>  // before asio
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <unordered_set>
 
 #include "base/log.h"
+#include "base/sleep.h"
 #include "fs/vfs.h"
 
 namespace hf::fs {
@@ -110,10 +109,8 @@ Task<void> Vfs::poll_loop(std::chrono::seconds interval) {
   int backoff = 1;
   auto life = life_;
   for (;;) {
-    net::steady_timer t(co_await net::this_coro::executor, interval * backoff);
-    boost::system::error_code ec;
-    co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-    if (life->cancelled()) co_return;
+    bool slept = co_await sleep_for(interval * backoff, life);
+    if (!slept) co_return;
     auto r = co_await poll_once(life);
     if (life->cancelled()) co_return;
     if (r.ok()) {

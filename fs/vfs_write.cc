@@ -17,8 +17,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
@@ -26,6 +24,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/sleep.h"
 #include "fs/vfs.h"
 
 namespace hf::fs {
@@ -49,12 +48,6 @@ bool retryable_commit(Errc c) {
     default:
       return false;
   }
-}
-
-Task<void> sleep_for_ms(int ms) {
-  net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(ms));
-  boost::system::error_code ec;
-  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
 }
 
 std::string join(const std::string& dir, std::string_view name) {
@@ -639,7 +632,7 @@ Task<Status> Vfs::commit_ino(uint64_t ino, CancelPtr cancel) {
       if (st.ok() || attempt >= cfg_.commit_attempts || !retryable_commit(st.code())) break;
       stats_.commit_retries.fetch_add(1, std::memory_order_relaxed);
       HF_LOG_WARN("write", "commit of inode {} failed ({}), retrying", ino, st.error().describe());
-      co_await sleep_for_ms(cfg_.commit_retry_base_ms << (attempt - 1));
+      co_await sleep_for(std::chrono::milliseconds(cfg_.commit_retry_base_ms << (attempt - 1)), life_);
     }
     if (!st.ok()) {
       stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
@@ -924,7 +917,7 @@ void Vfs::commit_alone_in_background(uint64_t ino) {
           // Never give up on acknowledged data: back off to at most 5 minutes and keep going.
           HF_LOG_WARN("write", "background upload of inode {} failed ({}); next try in {} s", ino,
                       st.error().describe(), delay_ms / 1000);
-          co_await sleep_for_ms(delay_ms);
+          co_await sleep_for(std::chrono::milliseconds(delay_ms), life);
           if (life->cancelled()) co_return;
           delay_ms = std::min(delay_ms * 2, 300000);
         }
@@ -988,7 +981,7 @@ Task<void> Vfs::group_flusher(CancelPtr life) {
         }
         if (now == seen || now >= cfg_.group_max_files) break;
         seen = now;
-        co_await sleep_for_ms(cfg_.group_gather_ms);
+        co_await sleep_for(std::chrono::milliseconds(cfg_.group_gather_ms), life);
         if (life->cancelled()) co_return;
       }
     }
@@ -1041,7 +1034,7 @@ Task<void> Vfs::group_flusher(CancelPtr life) {
     halves.push_front(std::move(b));
     halves.push_front(std::move(a));
     // Never give up on acknowledged data: back off to at most 5 minutes and keep going.
-    co_await sleep_for_ms(delay_ms);
+    co_await sleep_for(std::chrono::milliseconds(delay_ms), life);
     delay_ms = std::min(delay_ms * 2, 300000);
   }
 }

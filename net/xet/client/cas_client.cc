@@ -2,8 +2,6 @@
 
 #include "net/xet/client/cas_client.h"
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -13,6 +11,7 @@
 #include <cstdlib>
 
 #include "base/log.h"
+#include "base/sleep.h"
 #include "base/text.h"
 #include "net/http/multipart.h"
 #include "net/http/retry.h"
@@ -70,14 +69,6 @@ Error cas_error(int status, std::string_view body, std::string_view what) {
   }
   if (status >= 500) return make_error(Errc::server_error, msg(fmt::format("CAS server error during {} (HTTP {})", what, status)));
   return make_error(Errc::http_status, msg(fmt::format("unexpected HTTP {} from CAS during {}", status, what)));
-}
-
-awaitable<void> sleep_ms(std::chrono::milliseconds d) {
-  if (d.count() <= 0) co_return;
-  net::steady_timer t(co_await net::this_coro::executor);
-  t.expires_after(d);
-  boost::system::error_code ec;
-  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
 }
 
 // Progress through one FetchRange across resumptions.
@@ -309,7 +300,7 @@ awaitable<Result<RangeFetchReport>> CasClient::fetch_chunks(const std::string& u
     if (st.ok()) co_return report;
     if (!transient || attempt >= opts_.fetch_resumes || (cancel && cancel->cancelled())) co_return std::move(st).error();
     HF_LOG_DEBUG("cas", "xorb range fetch failed after {} chunks ({}); resuming", done, st.error().message);
-    co_await sleep_ms(http::backoff_delay(opts_.retry, attempt + 1));
+    co_await sleep_for(http::backoff_delay(opts_.retry, attempt + 1), cancel);
   }
 }
 
@@ -395,7 +386,7 @@ awaitable<Status> CasClient::fetch_multi(const XorbFetch& f, ChunkFn on_chunk, C
                                     &prog[i].done, &transient, &report, cancel);
       if (st.ok()) break;
       if (!transient || attempt >= opts_.fetch_resumes || (cancel && cancel->cancelled())) co_return st;
-      co_await sleep_ms(http::backoff_delay(opts_.retry, attempt + 1));
+      co_await sleep_for(http::backoff_delay(opts_.retry, attempt + 1), cancel);
     }
   }
   co_return Status();
@@ -472,7 +463,7 @@ awaitable<Status> CasClient::upload_shard(std::shared_ptr<const std::string> sha
         continue;
       }
       if (!st && retryable && attempt < 2) {
-        co_await sleep_ms(http::backoff_delay(opts_.retry, attempt + 1));
+        co_await sleep_for(http::backoff_delay(opts_.retry, attempt + 1));
         continue;
       }
       co_return st;
