@@ -103,6 +103,9 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
              ReaderStats& stats, Content content, uint64_t size, std::string rev, std::string path,
              MetaStore* meta = nullptr);
   ~FileReader();
+  // Cancels every fetch of this reader (as its destruction does): waiting reads complete with
+  // Errc::cancelled. For a teardown that must let the io threads drain.
+  void shutdown() { life_->cancel(); }
 
   uint64_t size() const { return size_; }
   const Content& content() const { return content_; }

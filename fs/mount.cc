@@ -8,8 +8,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstdlib>
@@ -19,6 +17,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/sleep.h"
 #include "base/text.h"
 #include "base/sha256.h"
 #include "fs/chunk_cache.h"
@@ -84,12 +83,11 @@ bool is_commit_sha(const std::string& s) {
 // several threads): a long-running mount's RSS then creeps up by the free pages in between,
 // although the heap in use is flat. Handing them back now and then keeps the RSS at what is
 // used; malloc_trim costs about a millisecond per 100 MiB of heap.
-net::awaitable<void> release_free_heap_loop(std::chrono::seconds every) {
+net::awaitable<void> release_free_heap_loop(std::chrono::seconds every, CancelPtr stop) {
+  // Not `while (co_await ...)`: g++ 12 miscompiles a co_await in a loop condition (ud2).
   for (;;) {
-    net::steady_timer t(co_await net::this_coro::executor, every);
-    boost::system::error_code ec;
-    co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
-    if (ec) co_return;
+    bool slept = co_await sleep_for(every, stop);
+    if (!slept) co_return;
     ::malloc_trim(0);
   }
 }
@@ -172,7 +170,15 @@ Status Mount::boot(const MountConfig& cfg) {
   // io threads: two are enough on the machines this targets; FUSE threads never wait on them.
   io_ = std::make_unique<net::io_context>(2);
   work_ = std::make_unique<net::executor_work_guard<net::io_context::executor_type>>(io_->get_executor());
-  for (int i = 0; i < 2; ++i) io_threads_.emplace_back([this] { io_->run(); });
+  io_running_ = 2;
+  for (int i = 0; i < 2; ++i) {
+    io_threads_.emplace_back([this] {
+      io_->run();
+      std::lock_guard lk(io_mu_);
+      --io_running_;
+      io_cv_.notify_all();
+    });
+  }
   cpu_ = std::make_unique<net::thread_pool>(1);
 
   http::ClientOptions ho;
@@ -373,7 +379,7 @@ Status Mount::mount_kernel() {
   if (!info_.pinned && cfg_.poll_interval > 0) {
     net::co_spawn(io_->get_executor(), vfs_->poll_loop(std::chrono::seconds(cfg_.poll_interval)), net::detached);
   }
-  net::co_spawn(io_->get_executor(), release_free_heap_loop(std::chrono::seconds(30)), net::detached);
+  net::co_spawn(io_->get_executor(), release_free_heap_loop(std::chrono::seconds(30), stopping_), net::detached);
   return {};
 }
 
@@ -510,10 +516,28 @@ Task<Status> Mount::warm(std::vector<std::string> paths, Progress progress) {
 Task<Status> Mount::flush() { co_return co_await vfs_->flush_all(); }
 
 Mount::~Mount() {
+  using namespace std::chrono_literals;
   control_.reset();
-  session_.reset();  // unmount first: no new requests
+  // Cancel everything in flight and let it finish while the session and the io threads are
+  // still there: each FUSE request still gets its reply, and coroutines waiting on one another
+  // (single-flight fetches, a reader's segments) complete instead of being abandoned in a
+  // cycle of shared_ptrs that nothing frees. Bounded: io_->stop() is the fallback.
+  stopping_->cancel();
+  if (vfs_) vfs_->shutdown();
+  if (http_) http_->shutdown();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (fctx_ && fctx_->unreplied.load(std::memory_order_acquire) > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  session_.reset();  // unmounts if still mounted (a signal ended the loop)
   fctx_.reset();
   if (work_) work_.reset();
+  {
+    std::unique_lock lk(io_mu_);
+    if (!io_cv_.wait_until(lk, deadline + 5s, [this] { return io_running_ == 0; })) {
+      HF_LOG_WARN("mount", "work still pending at exit after cancelling it; dropping it");
+    }
+  }
   if (io_) io_->stop();
   for (auto& t : io_threads_) t.join();
   if (cpu_) cpu_->join();

@@ -6,8 +6,10 @@
 //   chunk cache (memory + disk) -> Remote -> Vfs (root listed) -> FUSE session (mounted,
 //   invalidation thread) -> change poller -> serve loop
 //
-// Teardown: FUSE session (unmount) -> dirty files committed (bounded) -> io threads stopped and
-// joined -> Vfs -> Remote -> cache -> CAS -> Hub -> HTTP -> metadata store -> io context. Boot failures come back as Errors whose Errc selects
+// Teardown: dirty files committed (bounded, in serve()) -> work in flight cancelled (Vfs,
+// readers, HTTP) and FUSE requests replied (bounded) -> FUSE session (unmount) -> io threads
+// drained and joined (bounded; stopped if still busy) -> Vfs -> Remote -> cache -> CAS -> Hub ->
+// HTTP -> metadata store -> io context. Boot failures come back as Errors whose Errc selects
 // the process exit code (cmd/exit_codes.h).
 //
 // Threads: create() starts the io threads, so a process that daemonizes must fork before it.
@@ -18,11 +20,14 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/cancel.h"
 #include "base/result.h"
 #include "fs/control.h"
 #include "fs/mount_config.h"
@@ -94,6 +99,10 @@ class Mount : public ControlHandler {
   std::unique_ptr<boost::asio::io_context> io_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
+  std::mutex io_mu_;
+  std::condition_variable io_cv_;
+  int io_running_ = 0;                 // io threads still in run(); guarded by io_mu_
+  CancelPtr stopping_ = make_cancel();  // cancelled first thing in the teardown
   std::unique_ptr<boost::asio::thread_pool> cpu_;  // chunking/hashing/compression of uploads
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<http::Client> http_;

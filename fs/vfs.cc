@@ -73,6 +73,19 @@ Vfs::Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, net::any_io_executor 
 
 Vfs::~Vfs() { life_->cancel(); }
 
+void Vfs::shutdown() {
+  life_->cancel();
+  std::vector<std::shared_ptr<FileReader>> readers;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [key, weak] : readers_) {
+      if (auto r = weak.lock()) readers.push_back(std::move(r));
+    }
+  }
+  // Outside mu_: cancelling runs the readers' cancel callbacks, which may take their own locks.
+  for (auto& r : readers) r->shutdown();
+}
+
 void Vfs::set_revision(std::string rev) {
   std::lock_guard lk(mu_);
   if (revs_.back() != rev) revs_.push_back(std::move(rev));

@@ -12,8 +12,9 @@
 // held across a co_await.
 //
 // Lifetime: the Vfs starts coroutines of its own (listings, prefetch, background commits, the
-// poller). Stop the io executor (and join its threads) before destroying a Vfs, as fs::Mount
-// does; the executor's pending work is then dropped without resuming.
+// poller). shutdown() cancels them all (and every reader's fetches) so that they finish soon;
+// the io threads must have finished (or been stopped and joined) before the Vfs is destroyed,
+// as fs::Mount does.
 #pragma once
 
 #include <utility>  // before asio
@@ -137,6 +138,10 @@ class Vfs {
   Vfs(VfsConfig cfg, Remote& remote, ChunkCache& cache, boost::asio::any_io_executor ex, MetaStore* meta = nullptr,
       std::optional<boost::asio::any_io_executor> cpu = std::nullopt);
   ~Vfs();
+  // Cancels the Vfs's own work (poller, background commits, listings) and every reader's
+  // fetches; what is waiting on them completes with Errc::cancelled. Dirty data stays staged
+  // (and journaled) for the next mount. Irreversible: meant for teardown.
+  void shutdown();
 
   const VfsConfig& config() const { return cfg_; }
   InodeTable& table() { return table_; }

@@ -38,6 +38,9 @@ struct FuseContext {
   std::string read_ahead_path;
   unsigned read_ahead_kb = 0;
   std::atomic<uint64_t> async_ops{0}, interrupts{0}, errors{0};
+  // Requests handed to the io executor and not replied to yet: the teardown waits for 0 before
+  // it destroys the session their replies go through.
+  std::atomic<int64_t> unreplied{0};
 };
 
 inline FuseContext& ctx(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
@@ -56,6 +59,7 @@ void spawn_reply(fuse_req_t req, CancelPtr cancel, boost::asio::awaitable<Result
                  ReplyFn reply) {
   FuseContext& c = ctx(req);
   c.async_ops.fetch_add(1, std::memory_order_relaxed);
+  c.unreplied.fetch_add(1, std::memory_order_relaxed);
   auto* holder = new CancelPtr(cancel);
   fuse_req_interrupt_func(
       req,
@@ -75,13 +79,17 @@ void spawn_reply(fuse_req_t req, CancelPtr cancel, boost::asio::awaitable<Result
         finished->store(true);
         fuse_req_interrupt_func(req, nullptr, nullptr);
         delete holder;
+        FuseContext& fc = ctx(req);  // req is freed by the reply
         reply(req, std::move(r));
+        fc.unreplied.fetch_sub(1, std::memory_order_release);
       },
       [req, holder, op, finished](std::exception_ptr e) {
         if (!e || finished->load()) return;
         fuse_req_interrupt_func(req, nullptr, nullptr);
         delete holder;
+        FuseContext& fc = ctx(req);
         reply_error(req, Error(Errc::internal, "unexpected exception"), op);
+        fc.unreplied.fetch_sub(1, std::memory_order_release);
       });
 }
 
