@@ -404,6 +404,11 @@ int Mount::serve() {
   return r;
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+extern "C" size_t __sanitizer_get_current_allocated_bytes();  // sanitizer/allocator_interface.h,
+extern "C" size_t __sanitizer_get_free_bytes();               // which GCC does not install
+#endif
+
 namespace {
 
 // The process's memory as `status` reports it (glibc's mallinfo2 walks every arena: fine for
@@ -412,9 +417,15 @@ void fill_process_memory(MountStatus& s) {
   std::ifstream statm("/proc/self/statm");
   uint64_t size_pages = 0, resident_pages = 0;
   if (statm >> size_pages >> resident_pages) s.rss_bytes = resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizers replace malloc; glibc's arenas (mallinfo2) are then empty.
+  s.heap_in_use_bytes = __sanitizer_get_current_allocated_bytes();
+  s.heap_free_bytes = __sanitizer_get_free_bytes();
+#else
   struct mallinfo2 mi = ::mallinfo2();
   s.heap_in_use_bytes = mi.uordblks + mi.hblkhd;
   s.heap_free_bytes = mi.fordblks;
+#endif
 }
 
 }  // namespace
