@@ -17,6 +17,7 @@ own temporary directories and always unmounts (fusermount3 -u -z as a fallback).
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,7 +67,9 @@ def mounts():
         for line in f:
             a = line.split()
             dash = a.index("-")
-            unesc = lambda s: s.encode().decode("unicode_escape") if "\\" in s else s
+            # The kernel escapes space, tab, newline and backslash as \ooo; other bytes (UTF-8
+            # names) are as they are, which unicode_escape would garble.
+            unesc = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
             out.append((unesc(a[dash + 2]), unesc(a[4]), a[dash + 1], a[5]))
     return out
 

@@ -4,7 +4,7 @@ Everything started here is registered with a Cleanup object and torn down in rev
 exit, on an exception and on SIGINT/SIGTERM: mounts are unmounted (lazily if busy), processes are
 terminated by pid (then killed), network namespaces and tc qdiscs are deleted.
 """
-import json, os, shutil, signal, socket, statistics, subprocess, sys, time, urllib.request
+import json, os, re, shutil, signal, socket, statistics, subprocess, sys, time, urllib.request
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -123,7 +123,9 @@ def is_mounted(path):
     path = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            if line.split()[4] == path:
+            # The kernel escapes space, tab, newline and backslash as \ooo.
+            where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if where == path:
                 return True
     return False
 
