@@ -17,51 +17,51 @@ using simdjson::dom::array;
 using simdjson::dom::element;
 using simdjson::dom::object;
 
-Error protocol(std::string msg) { return make_error(Errc::protocol, "reconstruction: " + std::move(msg)); }
+Error bad_recon(std::string msg) { return make_error(Errc::protocol, "reconstruction: " + std::move(msg)); }
 
 Result<element> field(const object& o, std::string_view key, std::string_view where) {
   element e;
-  if (o.at_key(key).get(e)) return protocol(fmt::format("{}: missing field \"{}\"", where, key));
+  if (o.at_key(key).get(e)) return bad_recon(fmt::format("{}: missing field \"{}\"", where, key));
   return e;
 }
 
 Result<uint64_t> get_u64(const object& o, std::string_view key, std::string_view where) {
   HF_ASSIGN_OR_RETURN(element e, field(o, key, where));
   uint64_t v;
-  if (e.get_uint64().get(v)) return protocol(fmt::format("{}: \"{}\" is not an unsigned integer", where, key));
+  if (e.get_uint64().get(v)) return bad_recon(fmt::format("{}: \"{}\" is not an unsigned integer", where, key));
   return v;
 }
 
 Result<uint32_t> get_u32(const object& o, std::string_view key, std::string_view where) {
   HF_ASSIGN_OR_RETURN(uint64_t v, get_u64(o, key, where));
-  if (v > UINT32_MAX) return protocol(fmt::format("{}: \"{}\" exceeds 32 bits", where, key));
+  if (v > UINT32_MAX) return bad_recon(fmt::format("{}: \"{}\" exceeds 32 bits", where, key));
   return static_cast<uint32_t>(v);
 }
 
 Result<object> get_object(const object& o, std::string_view key, std::string_view where) {
   HF_ASSIGN_OR_RETURN(element e, field(o, key, where));
   object r;
-  if (e.get_object().get(r)) return protocol(fmt::format("{}: \"{}\" is not an object", where, key));
+  if (e.get_object().get(r)) return bad_recon(fmt::format("{}: \"{}\" is not an object", where, key));
   return r;
 }
 
 Result<array> get_array(const object& o, std::string_view key, std::string_view where) {
   HF_ASSIGN_OR_RETURN(element e, field(o, key, where));
   array r;
-  if (e.get_array().get(r)) return protocol(fmt::format("{}: \"{}\" is not an array", where, key));
+  if (e.get_array().get(r)) return bad_recon(fmt::format("{}: \"{}\" is not an array", where, key));
   return r;
 }
 
 Result<std::string_view> get_string(const object& o, std::string_view key, std::string_view where) {
   HF_ASSIGN_OR_RETURN(element e, field(o, key, where));
   std::string_view s;
-  if (e.get_string().get(s)) return protocol(fmt::format("{}: \"{}\" is not a string", where, key));
+  if (e.get_string().get(s)) return bad_recon(fmt::format("{}: \"{}\" is not a string", where, key));
   return s;
 }
 
 Result<Hash> parse_hash(std::string_view s, std::string_view where) {
   auto h = Hash::from_hex(s);
-  if (!h.ok()) return protocol(fmt::format("{}: {}", where, h.error().message));
+  if (!h.ok()) return bad_recon(fmt::format("{}: {}", where, h.error().message));
   return *h;
 }
 
@@ -70,7 +70,7 @@ Result<ChunkRange> get_chunk_range(const object& o, std::string_view key, std::s
   ChunkRange c;
   HF_ASSIGN_OR_RETURN(c.start, get_u32(r, "start", where));
   HF_ASSIGN_OR_RETURN(c.end, get_u32(r, "end", where));
-  if (c.start >= c.end) return protocol(fmt::format("{}: empty or inverted chunk range [{}, {})", where, c.start, c.end));
+  if (c.start >= c.end) return bad_recon(fmt::format("{}: empty or inverted chunk range [{}, {})", where, c.start, c.end));
   return c;
 }
 
@@ -79,7 +79,7 @@ Result<ByteRangeIncl> get_byte_range(const object& o, std::string_view key, std:
   ByteRangeIncl b;
   HF_ASSIGN_OR_RETURN(b.start, get_u64(r, "start", where));
   HF_ASSIGN_OR_RETURN(b.end, get_u64(r, "end", where));
-  if (b.start > b.end) return protocol(fmt::format("{}: inverted byte range [{}, {}]", where, b.start, b.end));
+  if (b.start > b.end) return bad_recon(fmt::format("{}: inverted byte range [{}, {}]", where, b.start, b.end));
   return b;
 }
 
@@ -88,12 +88,12 @@ Status check_fetch_range(const FetchRange& f, std::string_view where) {
   const uint64_t k = f.chunks.end - f.chunks.start;
   const uint64_t len = f.bytes.end - f.bytes.start + 1;
   if (len < k * kChunkHeaderSize || len > k * kMaxChunkRecord) {
-    return protocol(fmt::format("{}: {} bytes cannot hold {} chunk records", where, len, k));
+    return bad_recon(fmt::format("{}: {} bytes cannot hold {} chunk records", where, len, k));
   }
   // No xorb holds more than kMaxXorbChunks chunks or kMaxXorbRecordBytes bytes (§4.4): larger
   // claims would make a client allocate and download without bound.
   if (f.chunks.end > kMaxXorbChunks || len > kMaxXorbRecordBytes) {
-    return protocol(fmt::format("{}: chunks [{}, {}) / {} bytes exceed what a xorb can hold", where, f.chunks.start,
+    return bad_recon(fmt::format("{}: chunks [{}, {}) / {} bytes exceed what a xorb can hold", where, f.chunks.start,
                                 f.chunks.end, len));
   }
   return {};
@@ -102,7 +102,7 @@ Status check_fetch_range(const FetchRange& f, std::string_view where) {
 Result<Term> parse_term(const element& e, size_t index) {
   std::string where = fmt::format("term {}", index);
   object o;
-  if (e.get_object().get(o)) return protocol(where + ": not an object");
+  if (e.get_object().get(o)) return bad_recon(where + ": not an object");
   Term t;
   HF_ASSIGN_OR_RETURN(std::string_view hex, get_string(o, "hash", where));
   HF_ASSIGN_OR_RETURN(t.xorb, parse_hash(hex, where));
@@ -132,24 +132,24 @@ Result<XorbFetchMap> parse_xorbs_v2(const object& xorbs) {
     std::string where = fmt::format("xorb {}", key);
     HF_ASSIGN_OR_RETURN(Hash h, parse_hash(key, where));
     array entries;
-    if (value.get_array().get(entries)) return protocol(where + ": not an array");
-    if (entries.size() == 0) return protocol(where + ": no fetch entries");
+    if (value.get_array().get(entries)) return bad_recon(where + ": not an array");
+    if (entries.size() == 0) return bad_recon(where + ": no fetch entries");
     std::vector<XorbFetch> fetches;
     for (element fe : entries) {
       object fo;
-      if (fe.get_object().get(fo)) return protocol(where + ": fetch entry is not an object");
+      if (fe.get_object().get(fo)) return bad_recon(where + ": fetch entry is not an object");
       XorbFetch f;
       HF_ASSIGN_OR_RETURN(std::string_view url, get_string(fo, "url", where));
       f.url.assign(url);
       HF_ASSIGN_OR_RETURN(array ranges, get_array(fo, "ranges", where));
-      if (ranges.size() == 0) return protocol(where + ": fetch entry without ranges");
+      if (ranges.size() == 0) return bad_recon(where + ": fetch entry without ranges");
       total_ranges += ranges.size();
       if (total_ranges > kMaxReconstructionRanges) {
         return make_error(Errc::too_large, "reconstruction: too many fetch ranges");
       }
       for (element re : ranges) {
         object ro;
-        if (re.get_object().get(ro)) return protocol(where + ": range is not an object");
+        if (re.get_object().get(ro)) return bad_recon(where + ": range is not an object");
         FetchRange r;
         HF_ASSIGN_OR_RETURN(r.chunks, get_chunk_range(ro, "chunks", where));
         HF_ASSIGN_OR_RETURN(r.bytes, get_byte_range(ro, "bytes", where));
@@ -170,15 +170,15 @@ Result<XorbFetchMap> parse_fetch_info_v1(const object& info) {
     std::string where = fmt::format("fetch_info {}", key);
     HF_ASSIGN_OR_RETURN(Hash h, parse_hash(key, where));
     array entries;
-    if (value.get_array().get(entries)) return protocol(where + ": not an array");
-    if (entries.size() == 0) return protocol(where + ": no fetch entries");
+    if (value.get_array().get(entries)) return bad_recon(where + ": not an array");
+    if (entries.size() == 0) return bad_recon(where + ": no fetch entries");
     total_ranges += entries.size();
     if (total_ranges > kMaxReconstructionRanges) return make_error(Errc::too_large, "reconstruction: too many fetch ranges");
     std::vector<XorbFetch> fetches;
     fetches.reserve(entries.size());
     for (element fe : entries) {
       object fo;
-      if (fe.get_object().get(fo)) return protocol(where + ": entry is not an object");
+      if (fe.get_object().get(fo)) return bad_recon(where + ": entry is not an object");
       XorbFetch f;
       FetchRange r;
       HF_ASSIGN_OR_RETURN(r.chunks, get_chunk_range(fo, "range", where));
@@ -233,7 +233,7 @@ Reconstruction::Located locate(const XorbFetchMap& m, const Term& t) {
 Status check_map(XorbFetchMap& m) {
   sort_map(m);
   for (size_t i = 0; i < m.size(); ++i) {
-    if (i > 0 && m[i].first == m[i - 1].first) return protocol(fmt::format("duplicate xorb {}", m[i].first.hex()));
+    if (i > 0 && m[i].first == m[i - 1].first) return bad_recon(fmt::format("duplicate xorb {}", m[i].first.hex()));
     for (const XorbFetch& f : m[i].second) {
       for (const FetchRange& r : f.ranges) HF_TRY(check_fetch_range(r, fmt::format("xorb {}", m[i].first.hex())));
     }
@@ -245,16 +245,16 @@ Status check_terms(const std::vector<Term>& terms, const XorbFetchMap& m) {
   for (size_t i = 0; i < terms.size(); ++i) {
     const Term& t = terms[i];
     const uint64_t k = t.range.end - t.range.start;
-    if (t.range.start >= t.range.end) return protocol(fmt::format("term {}: empty chunk range", i));
+    if (t.range.start >= t.range.end) return bad_recon(fmt::format("term {}: empty chunk range", i));
     if (t.range.end > kMaxXorbChunks) {
-      return protocol(fmt::format("term {}: chunks [{}, {}) exceed what a xorb can hold ({} chunks)", i, t.range.start,
+      return bad_recon(fmt::format("term {}: chunks [{}, {}) exceed what a xorb can hold ({} chunks)", i, t.range.start,
                                   t.range.end, kMaxXorbChunks));
     }
     if (t.unpacked_length == 0 || t.unpacked_length > k * kMaxChunk) {
-      return protocol(fmt::format("term {}: unpacked_length {} impossible for {} chunks", i, t.unpacked_length, k));
+      return bad_recon(fmt::format("term {}: unpacked_length {} impossible for {} chunks", i, t.unpacked_length, k));
     }
     if (!locate(m, t).range) {
-      return protocol(fmt::format("term {}: no xorb fetch entry found for {} chunks [{}, {})", i, t.xorb.hex(),
+      return bad_recon(fmt::format("term {}: no xorb fetch entry found for {} chunks [{}, {})", i, t.xorb.hex(),
                                   t.range.start, t.range.end));
     }
   }
@@ -267,7 +267,7 @@ Result<element> parse_document(simdjson::dom::parser& parser, std::string_view j
   }
   element doc;
   if (auto err = parser.parse(json.data(), json.size(), true).get(doc)) {
-    return protocol(fmt::format("invalid JSON: {}", simdjson::error_message(err)));
+    return bad_recon(fmt::format("invalid JSON: {}", simdjson::error_message(err)));
   }
   return doc;
 }
@@ -276,7 +276,7 @@ Result<Reconstruction> parse_single(std::string_view json, bool v2) {
   simdjson::dom::parser parser(std::max<size_t>(json.size(), 64));
   HF_ASSIGN_OR_RETURN(element doc, parse_document(parser, json));
   object root;
-  if (doc.get_object().get(root)) return protocol("document is not an object");
+  if (doc.get_object().get(root)) return bad_recon("document is not an object");
   Reconstruction r;
   HF_ASSIGN_OR_RETURN(r.offset_into_first_range, get_u64(root, "offset_into_first_range", "document"));
   HF_ASSIGN_OR_RETURN(array terms, get_array(root, "terms", "document"));
@@ -344,11 +344,11 @@ uint64_t Reconstruction::total_unpacked() const {
 Status validate_reconstruction(const Reconstruction& r) {
   if (r.terms.size() > kMaxReconstructionTerms) return make_error(Errc::too_large, "reconstruction: too many terms");
   for (size_t i = 1; i < r.fetches.size(); ++i) {
-    if (!(r.fetches[i - 1].first < r.fetches[i].first)) return protocol("fetches are not sorted or contain duplicates");
+    if (!(r.fetches[i - 1].first < r.fetches[i].first)) return bad_recon("fetches are not sorted or contain duplicates");
   }
   HF_TRY(check_terms(r.terms, r.fetches));
   if (!r.terms.empty() && r.offset_into_first_range >= r.terms[0].unpacked_length) {
-    return protocol(fmt::format("offset_into_first_range {} is not inside the first term ({} bytes)",
+    return bad_recon(fmt::format("offset_into_first_range {} is not inside the first term ({} bytes)",
                                 r.offset_into_first_range, r.terms[0].unpacked_length));
   }
   return {};
@@ -362,7 +362,7 @@ Result<BatchReconstruction> parse_batch_reconstruction_v1(std::string_view json)
   simdjson::dom::parser parser(std::max<size_t>(json.size(), 64));
   HF_ASSIGN_OR_RETURN(element doc, parse_document(parser, json));
   object root;
-  if (doc.get_object().get(root)) return protocol("document is not an object");
+  if (doc.get_object().get(root)) return bad_recon("document is not an object");
   BatchReconstruction b;
   HF_ASSIGN_OR_RETURN(object files, get_object(root, "files", "document"));
   size_t total_terms = 0;
@@ -370,7 +370,7 @@ Result<BatchReconstruction> parse_batch_reconstruction_v1(std::string_view json)
     std::string where = fmt::format("file {}", key);
     HF_ASSIGN_OR_RETURN(Hash h, parse_hash(key, where));
     array arr;
-    if (value.get_array().get(arr)) return protocol(where + ": terms are not an array");
+    if (value.get_array().get(arr)) return bad_recon(where + ": terms are not an array");
     total_terms += arr.size();
     if (total_terms > kMaxReconstructionTerms) return make_error(Errc::too_large, "reconstruction: too many terms");
     HF_ASSIGN_OR_RETURN(std::vector<Term> terms, parse_terms(arr));
@@ -381,7 +381,7 @@ Result<BatchReconstruction> parse_batch_reconstruction_v1(std::string_view json)
   HF_TRY(check_map(b.fetches));
   for (const auto& [h, terms] : b.files) {
     Status s = check_terms(terms, b.fetches);
-    if (!s.ok()) return protocol(fmt::format("file {}: {}", h.hex(), s.error().message));
+    if (!s.ok()) return bad_recon(fmt::format("file {}: {}", h.hex(), s.error().message));
   }
   return b;
 }

@@ -17,7 +17,7 @@ constexpr uint8_t kShardTag[32] = {'H', 'F', 'R', 'e', 'p', 'o', 'M', 'e', 't', 
 constexpr uint64_t kShardHeaderVersion = 2;
 constexpr uint64_t kShardFooterVersion = 1;
 
-Error protocol(std::string msg) { return make_error(Errc::protocol, "shard: " + std::move(msg)); }
+Error bad_shard(std::string msg) { return make_error(Errc::protocol, "shard: " + std::move(msg)); }
 
 class Writer {
  public:
@@ -259,16 +259,16 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
   if (size > max_bytes) {
     return make_error(Errc::too_large, fmt::format("shard: {} bytes exceeds the {}-byte limit", size, max_bytes));
   }
-  if (size < kShardRecordSize) return protocol("truncated header");
-  if (std::memcmp(base, kShardTag, 32) != 0) return protocol("bad header tag");
-  if (uint64_t v = rd64(base + 32); v != kShardHeaderVersion) return protocol(fmt::format("unsupported version {}", v));
+  if (size < kShardRecordSize) return bad_shard("truncated header");
+  if (std::memcmp(base, kShardTag, 32) != 0) return bad_shard("bad header tag");
+  if (uint64_t v = rd64(base + 32); v != kShardHeaderVersion) return bad_shard(fmt::format("unsupported version {}", v));
   const uint64_t footer_size = rd64(base + 40);
   if (footer_size != 0 && footer_size != kShardFooterSize) {
-    return protocol(fmt::format("unsupported footer size {}", footer_size));
+    return bad_shard(fmt::format("unsupported footer size {}", footer_size));
   }
   // The sections must end before the footer when there is one.
   const size_t sections_end = footer_size ? (size >= kShardFooterSize ? size - kShardFooterSize : 0) : size;
-  if (sections_end < kShardRecordSize) return protocol("truncated footer");
+  if (sections_end < kShardRecordSize) return bad_shard("truncated footer");
 
   Shard shard;
   size_t pos = kShardRecordSize;
@@ -281,7 +281,7 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
   std::unordered_set<Hash, HashHasher> seen_files;
   size_t with_verification = 0, without_verification = 0;
   for (;;) {
-    if (!need_record()) return protocol("file section has no bookend");
+    if (!need_record()) return bad_shard("file section has no bookend");
     const uint8_t* rec = base + pos;
     pos += kShardRecordSize;
     if (is_bookend(rec)) break;
@@ -293,7 +293,7 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
     const bool has_ext = flags & kFileFlagWithMetadataExt;
     const uint64_t needed = uint64_t{n} * (has_verification ? 2 : 1) + (has_ext ? 1 : 0);
     if (needed > records_left()) {
-      return protocol(fmt::format("file {} declares {} terms beyond the end of the body", fi.file_hash.hex(), n));
+      return bad_shard(fmt::format("file {} declares {} terms beyond the end of the body", fi.file_hash.hex(), n));
     }
     fi.terms.resize(n);
     for (uint32_t i = 0; i < n; ++i, pos += kShardRecordSize) {
@@ -304,7 +304,7 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
       t.chunk_start = rd32(e + 40);
       t.chunk_end = rd32(e + 44);
       if (t.chunk_start >= t.chunk_end) {
-        return protocol(fmt::format("file {} term {}: empty chunk range [{}, {})", fi.file_hash.hex(), i,
+        return bad_shard(fmt::format("file {} term {}: empty chunk range [{}, {})", fi.file_hash.hex(), i,
                                     t.chunk_start, t.chunk_end));
       }
     }
@@ -324,13 +324,13 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
     if (seen_files.insert(fi.file_hash).second) shard.files.push_back(std::move(fi));
   }
   if (with_verification > 0 && without_verification > 0) {
-    return protocol("only some files contain verification");
+    return bad_shard("only some files contain verification");
   }
 
   // CAS (xorb) info section.
   const size_t xorb_info_offset = pos;
   for (;;) {
-    if (!need_record()) return protocol("xorb section has no bookend");
+    if (!need_record()) return bad_shard("xorb section has no bookend");
     const uint8_t* rec = base + pos;
     pos += kShardRecordSize;
     if (is_bookend(rec)) break;
@@ -341,7 +341,7 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
     x.num_bytes_in_xorb = rd32(rec + 40);
     x.num_bytes_on_disk = rd32(rec + 44);
     if (n > records_left()) {
-      return protocol(fmt::format("xorb {} declares {} chunks beyond the end of the body", x.xorb_hash.hex(), n));
+      return bad_shard(fmt::format("xorb {} declares {} chunks beyond the end of the body", x.xorb_hash.hex(), n));
     }
     x.chunks.resize(n);
     for (uint32_t i = 0; i < n; ++i, pos += kShardRecordSize) {
@@ -358,7 +358,7 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
 
   if (footer_size == 0) {
     if (sections_stop != size) {
-      return protocol(fmt::format("{} trailing bytes after the xorb section and no footer", size - sections_stop));
+      return bad_shard(fmt::format("{} trailing bytes after the xorb section and no footer", size - sections_stop));
     }
     return shard;
   }
@@ -381,16 +381,16 @@ Result<Shard> parse_shard(std::span<const uint8_t> bytes, size_t max_bytes) {
   ft.materialized_bytes = rd64(f + 176);
   ft.stored_bytes = rd64(f + 184);
   ft.footer_offset = rd64(f + 192);
-  if (ft.version != kShardFooterVersion) return protocol(fmt::format("unsupported footer version {}", ft.version));
-  if (ft.footer_offset != size - kShardFooterSize) return protocol("footer_offset does not point at the footer");
-  if (ft.file_info_offset != kShardRecordSize) return protocol("footer file_info_offset is not 48");
-  if (ft.xorb_info_offset != xorb_info_offset) return protocol("footer xorb_info_offset does not match the sections");
+  if (ft.version != kShardFooterVersion) return bad_shard(fmt::format("unsupported footer version {}", ft.version));
+  if (ft.footer_offset != size - kShardFooterSize) return bad_shard("footer_offset does not point at the footer");
+  if (ft.file_info_offset != kShardRecordSize) return bad_shard("footer file_info_offset is not 48");
+  if (ft.xorb_info_offset != xorb_info_offset) return bad_shard("footer xorb_info_offset does not match the sections");
   // Lookup tables are optional (count 0; HFJS writes offset 0). Non-empty tables must lie
   // between the xorb section and the footer.
   auto check_table = [&](uint64_t off, uint64_t count, uint64_t entry, const char* name) -> Status {
     if (count == 0) return {};
     if (off < sections_stop || off > ft.footer_offset || count > (ft.footer_offset - off) / entry) {
-      return protocol(fmt::format("{} lookup table lies outside the lookup area", name));
+      return bad_shard(fmt::format("{} lookup table lies outside the lookup area", name));
     }
     return {};
   };

@@ -37,7 +37,7 @@ void put_le24(uint8_t* p, uint32_t v) {
 void put_le32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
 Error corrupt(std::string msg) { return make_error(Errc::corrupt, std::move(msg)); }
-Error protocol(std::string msg) { return make_error(Errc::protocol, std::move(msg)); }
+Error bad_xorb(std::string msg) { return make_error(Errc::protocol, std::move(msg)); }
 
 // Bounded per-thread scratch for BG4 (split on encode, LZ4 output on decode).
 uint8_t* bg4_scratch() {
@@ -64,25 +64,25 @@ bool starts_with_footer_magic(std::span<const uint8_t> bytes) {
 }
 
 Result<ChunkHeader> parse_chunk_header(std::span<const uint8_t> b) {
-  if (starts_with_footer_magic(b)) return protocol("footer (XETBLOB) where a chunk header was expected");
+  if (starts_with_footer_magic(b)) return bad_xorb("footer (XETBLOB) where a chunk header was expected");
   if (b.size() < kChunkHeaderSize) {
-    return protocol(fmt::format("truncated chunk header: {} of 8 bytes", b.size()));
+    return bad_xorb(fmt::format("truncated chunk header: {} of 8 bytes", b.size()));
   }
   ChunkHeader h;
   h.version = b[0];
   h.compressed_len = le24(&b[1]);
   h.raw_len = le24(&b[5]);
-  if (h.version != 0) return protocol(fmt::format("unsupported chunk header version {}", h.version));
-  if (b[4] > 2) return protocol(fmt::format("unknown chunk compression scheme {}", b[4]));
+  if (h.version != 0) return bad_xorb(fmt::format("unsupported chunk header version {}", h.version));
+  if (b[4] > 2) return bad_xorb(fmt::format("unknown chunk compression scheme {}", b[4]));
   h.scheme = static_cast<Compression>(b[4]);
   if (h.compressed_len > kMaxChunkPayload) {
-    return protocol(fmt::format("chunk compressed length {} exceeds {}", h.compressed_len, kMaxChunkPayload));
+    return bad_xorb(fmt::format("chunk compressed length {} exceeds {}", h.compressed_len, kMaxChunkPayload));
   }
   if (h.raw_len > kMaxChunk) {
-    return protocol(fmt::format("chunk raw length {} exceeds {}", h.raw_len, kMaxChunk));
+    return bad_xorb(fmt::format("chunk raw length {} exceeds {}", h.raw_len, kMaxChunk));
   }
   if (h.scheme == Compression::none && h.compressed_len != h.raw_len) {
-    return protocol(fmt::format("uncompressed chunk with compressed length {} != raw length {}",
+    return bad_xorb(fmt::format("uncompressed chunk with compressed length {} != raw length {}",
                                 h.compressed_len, h.raw_len));
   }
   return h;
@@ -378,7 +378,7 @@ Status decode_chunk(const ChunkHeader& h, std::span<const uint8_t> payload, std:
       return {};
     }
   }
-  return protocol("unknown compression scheme");
+  return bad_xorb("unknown compression scheme");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,10 +474,10 @@ Status ChunkRecordDecoder::finish() {
   if (failed_) return make_error(Errc::internal, "chunk record decoder used after an error");
   if (footer_seen_) return {};
   if (header_have_ > 0) {
-    return protocol(fmt::format("truncated chunk record {}: {} of 8 header bytes", ordinal_, header_have_));
+    return bad_xorb(fmt::format("truncated chunk record {}: {} of 8 header bytes", ordinal_, header_have_));
   }
   if (header_) {
-    return protocol(fmt::format("truncated chunk record {}: {} of {} payload bytes", ordinal_,
+    return bad_xorb(fmt::format("truncated chunk record {}: {} of {} payload bytes", ordinal_,
                                 payload_buf_.size(), header_->compressed_len));
   }
   return {};
@@ -524,52 +524,52 @@ Result<std::vector<uint8_t>> serialize_footer(const XorbFooter& f) {
 
 Result<XorbFooter> parse_footer(std::span<const uint8_t> whole, size_t* footer_start) {
   const size_t size = whole.size();
-  if (size < 4) return protocol("xorb footer: object too short");
+  if (size < 4) return bad_xorb("xorb footer: object too short");
   const uint32_t info_len = le32(whole.data() + size - 4);
-  if (info_len > size - 4) return protocol(fmt::format("xorb footer: info_length {} exceeds object size", info_len));
+  if (info_len > size - 4) return bad_xorb(fmt::format("xorb footer: info_length {} exceeds object size", info_len));
   const size_t start = size - 4 - info_len;
   const uint8_t* p = whole.data() + start;
   const uint8_t* const end = whole.data() + size - 4;
   auto left = [&] { return static_cast<size_t>(end - p); };
-  if (left() < 40 || std::memcmp(p, kFooterMagic, 7) != 0) return protocol("xorb footer: missing XETBLOB ident");
+  if (left() < 40 || std::memcmp(p, kFooterMagic, 7) != 0) return bad_xorb("xorb footer: missing XETBLOB ident");
   XorbFooter f;
   f.version = p[7];
   f.xorb_hash = Hash::from_bytes(p + 8);
   p += 40;
   uint32_t n = 0;
   if (f.version == 1) {
-    if (left() < 12 || std::memcmp(p, kHashesIdent, 7) != 0) return protocol("xorb footer: missing XBLBHSH ident");
-    if (p[7] != 0) return protocol(fmt::format("xorb footer: unsupported hashes version {}", p[7]));
+    if (left() < 12 || std::memcmp(p, kHashesIdent, 7) != 0) return bad_xorb("xorb footer: missing XBLBHSH ident");
+    if (p[7] != 0) return bad_xorb(fmt::format("xorb footer: unsupported hashes version {}", p[7]));
     n = le32(p + 8);
     p += 12;
     if (n > kMaxXorbChunks) return make_error(Errc::too_large, fmt::format("xorb footer: {} chunks", n));
     if (info_len != 92 + 40 * size_t{n}) {
-      return protocol(fmt::format("xorb footer: info_length {} does not match {} chunks", info_len, n));
+      return bad_xorb(fmt::format("xorb footer: info_length {} does not match {} chunks", info_len, n));
     }
     f.chunk_hashes.resize(n);
     for (uint32_t i = 0; i < n; ++i, p += 32) f.chunk_hashes[i] = Hash::from_bytes(p);
-    if (std::memcmp(p, kBoundsIdent, 7) != 0) return protocol("xorb footer: missing XBLBBND ident");
-    if (p[7] != 1) return protocol(fmt::format("xorb footer: unsupported boundaries version {}", p[7]));
-    if (le32(p + 8) != n) return protocol("xorb footer: chunk counts disagree (boundaries)");
+    if (std::memcmp(p, kBoundsIdent, 7) != 0) return bad_xorb("xorb footer: missing XBLBBND ident");
+    if (p[7] != 1) return bad_xorb(fmt::format("xorb footer: unsupported boundaries version {}", p[7]));
+    if (le32(p + 8) != n) return bad_xorb("xorb footer: chunk counts disagree (boundaries)");
     p += 12;
     f.chunk_boundary_offsets.resize(n);
     f.unpacked_chunk_offsets.resize(n);
     for (uint32_t i = 0; i < n; ++i, p += 4) f.chunk_boundary_offsets[i] = le32(p);
     for (uint32_t i = 0; i < n; ++i, p += 4) f.unpacked_chunk_offsets[i] = le32(p);
-    if (le32(p) != n) return protocol("xorb footer: chunk counts disagree (trailer)");
+    if (le32(p) != n) return bad_xorb("xorb footer: chunk counts disagree (trailer)");
     const uint32_t hashes_off = le32(p + 4), boundary_off = le32(p + 8);
     p += 12;
-    if (boundary_off != 40 + 8 * n) return protocol("xorb footer: bad boundary section offset");
-    if (hashes_off != 12 + 32 * n + boundary_off) return protocol("xorb footer: bad hashes section offset");
+    if (boundary_off != 40 + 8 * n) return bad_xorb("xorb footer: bad boundary section offset");
+    if (hashes_off != 12 + 32 * n + boundary_off) return bad_xorb("xorb footer: bad hashes section offset");
     std::memcpy(f.nonce_buffer.data(), p, 16);
     p += 16;
   } else if (f.version == 0) {
-    if (left() < 4) return protocol("xorb footer: truncated");
+    if (left() < 4) return bad_xorb("xorb footer: truncated");
     n = le32(p);
     p += 4;
     if (n > kMaxXorbChunks) return make_error(Errc::too_large, fmt::format("xorb footer: {} chunks", n));
     if (info_len != 40 + 4 + 36 * size_t{n} + 16) {
-      return protocol(fmt::format("xorb footer: info_length {} does not match {} chunks", info_len, n));
+      return bad_xorb(fmt::format("xorb footer: info_length {} does not match {} chunks", info_len, n));
     }
     f.chunk_boundary_offsets.resize(n);
     for (uint32_t i = 0; i < n; ++i, p += 4) f.chunk_boundary_offsets[i] = le32(p);
@@ -578,25 +578,25 @@ Result<XorbFooter> parse_footer(std::span<const uint8_t> whole, size_t* footer_s
     std::memcpy(f.nonce_buffer.data(), p, 16);
     p += 16;
   } else {
-    return protocol(fmt::format("xorb footer: unsupported version {}", f.version));
+    return bad_xorb(fmt::format("xorb footer: unsupported version {}", f.version));
   }
-  if (p != end) return protocol("xorb footer: length mismatch");
+  if (p != end) return bad_xorb("xorb footer: length mismatch");
 
   // Offsets: records and raw chunks have valid sizes; records end where the footer starts.
   uint64_t prev = 0;
   for (uint32_t b : f.chunk_boundary_offsets) {
     if (b < prev + kChunkHeaderSize || b - prev > kMaxChunkRecord) {
-      return protocol("xorb footer: chunk boundary offsets are not valid record ends");
+      return bad_xorb("xorb footer: chunk boundary offsets are not valid record ends");
     }
     prev = b;
   }
-  if (prev != start) return protocol("xorb footer: chunk records do not end at the footer");
+  if (prev != start) return bad_xorb("xorb footer: chunk records do not end at the footer");
   prev = 0;
   std::vector<HashSize> leaves;
   leaves.reserve(f.unpacked_chunk_offsets.size());
   for (size_t i = 0; i < f.unpacked_chunk_offsets.size(); ++i) {
     uint32_t u = f.unpacked_chunk_offsets[i];
-    if (u < prev || u - prev > kMaxChunk) return protocol("xorb footer: unpacked chunk offsets are invalid");
+    if (u < prev || u - prev > kMaxChunk) return bad_xorb("xorb footer: unpacked chunk offsets are invalid");
     leaves.push_back({f.chunk_hashes[i], u - prev});
     prev = u;
   }
@@ -672,14 +672,14 @@ Result<ParsedXorb> parse_xorb(std::span<const uint8_t> bytes, const ParseXorbOpt
     if (starts_with_footer_magic(rest)) {
       size_t footer_start = 0;
       HF_ASSIGN_OR_RETURN(XorbFooter f, parse_footer(bytes, &footer_start));
-      if (footer_start != pos) return protocol("xorb footer does not start where the chunk records end");
+      if (footer_start != pos) return bad_xorb("xorb footer does not start where the chunk records end");
       out.footer = std::move(f);
       break;
     }
     auto h = parse_chunk_header(rest);
     if (!h.ok()) return make_error(h.error().code, fmt::format("chunk {}: {}", out.chunks.size(), h.error().message));
     if (h->compressed_len > rest.size() - kChunkHeaderSize) {
-      return protocol(fmt::format("chunk {}: truncated payload ({} of {} bytes)", out.chunks.size(),
+      return bad_xorb(fmt::format("chunk {}: truncated payload ({} of {} bytes)", out.chunks.size(),
                                   rest.size() - kChunkHeaderSize, h->compressed_len));
     }
     if (out.chunks.size() + 1 > kMaxXorbChunks) {
