@@ -13,13 +13,6 @@ using namespace hf::fs::testing;
 
 namespace {
 
-std::vector<uint8_t> flatten(const ReadData& d) {
-  std::vector<uint8_t> out;
-  out.reserve(d.bytes);
-  for (auto& s : d.slices) out.insert(out.end(), s.data->begin() + s.offset, s.data->begin() + s.offset + s.length);
-  return out;
-}
-
 struct Fixture {
   IoThreads io{2};
   FakeRemote remote;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "fs/file_reader.h"
 
 namespace hf::fs::testing {
 
@@ -62,6 +63,14 @@ inline std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   }
   for (; i < n; ++i) v[i] = static_cast<uint8_t>(rng());
   return v;
+}
+
+// The bytes of a read's slices, in order.
+inline std::vector<uint8_t> flatten(const ReadData& d) {
+  std::vector<uint8_t> out;
+  out.reserve(d.bytes);
+  for (auto& s : d.slices) out.insert(out.end(), s.data->begin() + s.offset, s.data->begin() + s.offset + s.length);
+  return out;
 }
 
 }  // namespace hf::fs::testing

@@ -11,20 +11,13 @@
 
 #include "cache/kv_store.h"
 #include "fs/meta_store.h"
+#include "test/unit/cache/test_util.h"
 
 using namespace hf;
 using namespace hf::fs;
+using hf::cache::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/hf-meta-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 ListedEntry entry(int i) {
   ListedEntry e;
@@ -51,14 +44,14 @@ TEST_CASE("listings round-trip, across pages and reopen") {
   std::vector<ListedEntry> es;
   for (int i = 0; i < 10000; ++i) es.push_back(entry(i));
   {
-    auto m = MetaStore::open(d.path, "http://hub\nmodel\nacme/tiny").value();
+    auto m = MetaStore::open(d.path(), "http://hub\nmodel\nacme/tiny").value();
     REQUIRE_FALSE(m->read_only());
     REQUIRE(m->put_listing("c1", "sub/dir", es).ok());
     REQUIRE(m->put_listing("c1", "", {}).ok());
     CHECK_FALSE(m->get_listing("c1", "sub"));       // a prefix of a stored path is not stored
     CHECK_FALSE(m->get_listing("c2", "sub/dir"));   // other commit
   }
-  auto m = MetaStore::open(d.path, "http://hub\nmodel\nacme/tiny").value();
+  auto m = MetaStore::open(d.path(), "http://hub\nmodel\nacme/tiny").value();
   auto back = m->get_listing("c1", "sub/dir");
   REQUIRE(back);
   REQUIRE(back->size() == es.size());
@@ -73,7 +66,7 @@ TEST_CASE("listings round-trip, across pages and reopen") {
 
 TEST_CASE("refs and chunk maps round-trip") {
   TempDir d;
-  auto m = MetaStore::open(d.path, "scope").value();
+  auto m = MetaStore::open(d.path(), "scope").value();
   RefRecord r{"0123456789abcdef0123456789abcdef01234567", 111, 222, "acme/tiny"};
   REQUIRE(m->put_ref("main", r).ok());
   auto g = m->get_ref("main");
@@ -114,10 +107,10 @@ TEST_CASE("damaged listings are ignored, never half-served") {
   TempDir d;
   std::vector<ListedEntry> es;
   for (int i = 0; i < 5000; ++i) es.push_back(entry(i));
-  { REQUIRE(MetaStore::open(d.path, "s").value()->put_listing("c", "d", es).ok()); }
+  { REQUIRE(MetaStore::open(d.path(), "s").value()->put_listing("c", "d", es).ok()); }
   // Find the database directory and tamper with it through the raw KV API.
   std::string db;
-  for (auto& p : std::filesystem::directory_iterator(d.path + "/meta")) db = p.path();
+  for (auto& p : std::filesystem::directory_iterator(d.path() + "/meta")) db = p.path();
   cache::KvOptions o;
   o.column_families = {{"refs"}, {"dirs"}, {"chunkmap"}};
   std::string marker, page1;
@@ -134,13 +127,13 @@ TEST_CASE("damaged listings are ignored, never half-served") {
     // A page whose content lies about its entry count.
     REQUIRE(kv->put("dirs", page1, std::string("\x01\xff\xff\xff\x7f garbage", 14)).ok());
   }
-  CHECK_FALSE(MetaStore::open(d.path, "s").value()->get_listing("c", "d"));
+  CHECK_FALSE(MetaStore::open(d.path(), "s").value()->get_listing("c", "d"));
   {
-    REQUIRE(MetaStore::open(d.path, "s").value()->put_listing("c", "d", es).ok());
+    REQUIRE(MetaStore::open(d.path(), "s").value()->put_listing("c", "d", es).ok());
     auto kv = cache::KvStore::open(db, o).value();
     REQUIRE(kv->del("dirs", marker).ok());  // as if the process died before the marker
   }
-  CHECK_FALSE(MetaStore::open(d.path, "s").value()->get_listing("c", "d"));
+  CHECK_FALSE(MetaStore::open(d.path(), "s").value()->get_listing("c", "d"));
 }
 
 TEST_CASE("decoding random bytes never crashes and never accepts garbage silently") {
@@ -174,9 +167,9 @@ TEST_CASE("meta store child: opens the store named by HF_META_CHILD_DIR", "[.met
 
 TEST_CASE("a second process opening the same store follows it read-only") {
   TempDir d;
-  auto m = MetaStore::open(d.path, "shared").value();
+  auto m = MetaStore::open(d.path(), "shared").value();
   REQUIRE(m->put_listing("c", "", {entry(3)}).ok());
-  const std::string env = "HF_META_CHILD_DIR=" + d.path;
+  const std::string env = "HF_META_CHILD_DIR=" + d.path();
   char arg0[] = "unit_fs", arg1[] = "[.meta-store-child]";
   char* argv[] = {arg0, arg1, nullptr};
   std::vector<char*> envp{const_cast<char*>(env.c_str())};  // plus ours (sanitizer options...)

@@ -8,27 +8,14 @@
 #include "fake_remote.h"
 #include "fs/vfs.h"
 #include "harness.h"
+#include "test/unit/cache/test_util.h"
 
 using namespace hf;
 using namespace hf::fs;
+using hf::cache::test::TempDir;
 using namespace hf::fs::testing;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/hf-vfs-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-std::vector<uint8_t> flatten(const ReadData& d) {
-  std::vector<uint8_t> out;
-  for (auto& s : d.slices) out.insert(out.end(), s.data->begin() + s.offset, s.data->begin() + s.offset + s.length);
-  return out;
-}
 
 VfsConfig config() {
   VfsConfig c;
@@ -254,9 +241,9 @@ TEST_CASE("a remount serves listings and cached bytes with the network gone") {
     IoThreads io;
     FakeRemote remote;
     remote.add_xet_file("sub/w.bin", data);
-    auto meta = MetaStore::open(dir.path, "scope").value();
+    auto meta = MetaStore::open(dir.path(), "scope").value();
     cache::DiskChunkStoreOptions dso;
-    dso.dir = dir.path;
+    dso.dir = dir.path();
     dso.max_bytes = 1ull << 30;
     ChunkCache cache(64 << 20, cache::DiskChunkStore::open(dso).value());
     Vfs v(config(), remote, cache, io.ex(), meta.get());
@@ -271,9 +258,9 @@ TEST_CASE("a remount serves listings and cached bytes with the network gone") {
   remote.fail_list = 1 << 30;
   remote.fail_reconstruct = 1 << 30;
   remote.fail_fetch = 1 << 30;
-  auto meta = MetaStore::open(dir.path, "scope").value();
+  auto meta = MetaStore::open(dir.path(), "scope").value();
   cache::DiskChunkStoreOptions dso;
-  dso.dir = dir.path;
+  dso.dir = dir.path();
   dso.max_bytes = 1ull << 30;
   ChunkCache cache(64 << 20, cache::DiskChunkStore::open(dso).value());
   Vfs v(config(), remote, cache, io.ex(), meta.get());

@@ -12,21 +12,14 @@
 #include "fake_remote.h"
 #include "fs/vfs.h"
 #include "harness.h"
+#include "test/unit/cache/test_util.h"
 
 using namespace hf;
 using namespace hf::fs;
+using hf::cache::test::TempDir;
 using namespace hf::fs::testing;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/hf-vfsw-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 struct Bucket {
   TempDir staging;
@@ -50,7 +43,7 @@ struct Bucket {
     VfsConfig c;
     c.source = "hf://buckets/alice/scratch";
     c.read_only = false;
-    c.staging_dir = staging.path;
+    c.staging_dir = staging.path();
     c.reader.retry_base_ms = 1;
     c.commit_retry_base_ms = 1;
     c.upload.max_xorb_chunks = 64;
@@ -102,7 +95,7 @@ struct Bucket {
 TEST_CASE("what a bucket mount uploaded reads back from the disk cache, also in a fresh mount, without a download") {
   TempDir cache_dir;
   cache::DiskChunkStoreOptions o;
-  o.dir = cache_dir.path;
+  o.dir = cache_dir.path();
   o.max_bytes = 256ull << 20;
   auto disk = cache::DiskChunkStore::open(o);
   REQUIRE(disk.ok());
@@ -477,7 +470,7 @@ struct JournaledBucket {
   JournaledBucket() {
     remote.writable = true;
     remote.add_dir("");
-    ::mkdir((dir.path + "/staging").c_str(), 0700);
+    ::mkdir((dir.path() + "/staging").c_str(), 0700);
   }
   ~JournaledBucket() { quiesce(); }
   // Every thread that may run Vfs code (io threads, and the cpu pool on which upload steps
@@ -488,10 +481,10 @@ struct JournaledBucket {
   }
   // `on`/`on_cpu`: run on another "process" (its own io threads and cpu pool) instead.
   std::unique_ptr<Vfs> make(bool async, IoThreads* on = nullptr, boost::asio::thread_pool* on_cpu = nullptr) {
-    if (!meta) meta = MetaStore::open(dir.path, "bucket-scope").value();
+    if (!meta) meta = MetaStore::open(dir.path(), "bucket-scope").value();
     VfsConfig c;
     c.read_only = false;
-    c.staging_dir = dir.path + "/staging";
+    c.staging_dir = dir.path() + "/staging";
     c.async_writeback = async;
     c.commit_retry_base_ms = 1;
     c.commit_attempts = 2;
