@@ -32,6 +32,7 @@
 #include "base/clock.h"
 #include "base/json_writer.h"
 #include "base/log.h"
+#include "base/sleep.h"
 #include "base/text.h"
 #include "test/hubsim/core.h"
 #include "test/hubsim/server_net.h"
@@ -59,12 +60,11 @@ constexpr uint64_t kSendfileSlice = 2u << 20;
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
+// Injected latency and bandwidth pacing; most calls have nothing to wait for.
 net::awaitable<void> sleep_ns(int64_t ns) {
   if (ns <= 0) co_return;
-  net::steady_timer t(co_await net::this_coro::executor);
-  t.expires_after(std::chrono::nanoseconds(ns));
-  beast::error_code ec;
-  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+  bool slept = co_await hf::sleep_for(std::chrono::nanoseconds(ns));  // a statement: see base/sleep.h
+  (void)slept;
 }
 
 std::string error_json(std::string_view msg) {
