@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "cmd/exit_codes.h"
+#include "cmd/malloc_tunables.h"
 #include "base/mountinfo.h"
 #include "cmd/sd_notify.h"
 #include "fs/mount.h"
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
   auto parsed = fs::parse_mount_args(args, helper);
   if (!parsed.ok()) return fail(ExitCode::usage, parsed.error().message + " (try --help)");
   fs::MountConfig cfg = std::move(*parsed);
+  if (!cfg.dry_run) cmd::reexec_with_malloc_tunables(argv);  // before the token is blanked below
   // A token given as an option is visible in /proc/<pid>/cmdline: overwrite it there.
   for (int i = 1; i < argc; ++i) {
     if (char* p = std::strstr(argv[i], "hf_token=")) {

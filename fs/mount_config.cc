@@ -438,7 +438,8 @@ Always set: fsname=<canonical source>, subtype=hfmount, nosuid, nodev.
 ENVIRONMENT
   HF_ENDPOINT, HF_TOKEN, HUGGING_FACE_HUB_TOKEN, HF_TOKEN_PATH, HF_HOME, XDG_CACHE_HOME,
   HF_MOUNT_CA_BUNDLE, SSL_CERT_FILE, HTTPS_PROXY, HTTP_PROXY, NO_PROXY, HF_HUB_OFFLINE,
-  NOTIFY_SOCKET (with -f: systemd Type=notify readiness)
+  NOTIFY_SOCKET (with -f: systemd Type=notify readiness),
+  GLIBC_TUNABLES (if set, even empty, replaces the malloc tunables the daemon sets for itself)
 
 EXIT STATUS (without -f, once the mount is usable or has failed)
   0 mounted, 1 usage or option error, 2 authentication (token, access, gated repository),

@@ -215,6 +215,52 @@ TEST_CASE("unmount and kill under load: no D state, nothing left behind, the nex
   remove_tree(cache);
 }
 
+// The daemon re-executes itself once with glibc malloc tunables (cmd/malloc_tunables.h): same
+// pid, same arguments, the tunables in the environment it started with and not passed on; a
+// GLIBC_TUNABLES the user set is kept as is.
+TEST_CASE("the daemon applies its malloc tunables by re-executing itself, unless the user set some",
+          "[lifecycle]") {
+  Hub hub;
+  const std::string data = random_bytes(6 << 20, 17);
+  REQUIRE(hub.server().add_repo(RepoType::model, "acme/tuned", {{"t.bin", data, ""}}).ok());
+  auto environ_of = [](pid_t pid) {
+    std::string raw = slurp("/proc/" + std::to_string(pid) + "/environ");
+    std::vector<std::string> vars;
+    std::istringstream in(raw);
+    for (std::string v; std::getline(in, v, '\0');) vars.push_back(v);
+    return vars;
+  };
+  auto has = [](const std::vector<std::string>& vars, const std::string& v) {
+    return std::find(vars.begin(), vars.end(), v) != vars.end();
+  };
+  {
+    Mount m(hub, "hf://acme/tuned");
+    auto r = read_all(m / "t.bin");
+    REQUIRE(r.err == 0);
+    CHECK(sha256_hex(r.data) == sha256_hex(data));
+    // The pid the fixture started is the mounted daemon, now running the re-executed image.
+    auto vars = environ_of(m.pid());
+    // glibc NUL-terminates each tunable of the string in place while parsing it: only the
+    // first one still shows in /proc/PID/environ.
+    CHECK(std::any_of(vars.begin(), vars.end(), [](const std::string& v) {
+      return v.rfind("GLIBC_TUNABLES=glibc.malloc.hugetlb=1", 0) == 0;
+    }));
+    CHECK(has(vars, "HF_MOUNT_MALLOC_TUNED=1"));
+    CHECK(slurp("/proc/" + std::to_string(m.pid()) + "/cmdline").find("hf://acme/tuned") != std::string::npos);
+    CHECK(m.unmount() == 0);
+  }
+  {
+    Mount m(hub, "hf://acme/tuned", "", "", {"GLIBC_TUNABLES=glibc.malloc.arena_max=2"});
+    auto r = read_all(m / "t.bin");
+    REQUIRE(r.err == 0);
+    CHECK(sha256_hex(r.data) == sha256_hex(data));
+    auto vars = environ_of(m.pid());
+    CHECK(has(vars, "GLIBC_TUNABLES=glibc.malloc.arena_max=2"));
+    CHECK_FALSE(std::any_of(vars.begin(), vars.end(), [](const std::string& v) { return v.rfind("HF_MOUNT_MALLOC_TUNED=", 0) == 0; }));
+    CHECK(m.unmount() == 0);
+  }
+}
+
 TEST_CASE("cache directory, control socket and mount options are private by default", "[lifecycle][security]") {
   Hub hub;
   REQUIRE(hub.server().add_repo(RepoType::model, "acme/sec", {{"a.bin", random_bytes(3 << 20, 1), ""}}).ok());
