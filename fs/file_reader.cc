@@ -276,7 +276,7 @@ std::shared_ptr<FileReader::Segment> FileReader::segment_for(uint64_t pos, uint6
   return start_segment_locked(pos, end);
 }
 
-void FileReader::prefetch(uint64_t from, uint64_t to) {
+uint64_t FileReader::prefetch(uint64_t from, uint64_t to) {
   to = std::min(to, size_);
   std::lock_guard lk(mu_);
   uint64_t cursor = from;
@@ -317,6 +317,7 @@ void FileReader::prefetch(uint64_t from, uint64_t to) {
     start_segment_locked(cursor, end);
     cursor = end;
   }
+  return std::min(cursor, to);
 }
 
 void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
@@ -346,7 +347,16 @@ void FileReader::update_stream(StreamState* s, uint64_t off, uint64_t end) {
     s->started = true;
     s->next = std::max(end, off);
   }
-  if (pf_to > pf_from) prefetch(pf_from, pf_to);
+  if (pf_to <= pf_from) return;
+  // The file's in-flight cap (several streams share it) can stop the prefetch short: the
+  // stream must not count the rest as prefetched, or its reads there become small demand
+  // fetches that each wait a full round trip (8 readers under 20 ms latency ran at half the
+  // speed of one). The next read extends from where this one stopped.
+  const uint64_t reached = prefetch(pf_from, pf_to);
+  if (reached < pf_to) {
+    std::lock_guard lk(s->mu);
+    if (s->prefetched_to == pf_to) s->prefetched_to = reached;
+  }
 }
 
 Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState* stream, CancelPtr cancel) {
@@ -370,7 +380,14 @@ Task<Result<ReadData>> FileReader::read(uint64_t off, uint64_t len, StreamState*
       co_return Error(Errc::io, "fetched data did not cover the requested range");
     }
     last_missing = missing;
-    uint64_t want = std::max(end, std::min(size_, missing + cfg_.first_segment));
+    // A sequential stream that misses (its prefetch was held back by the file's in-flight cap,
+    // or is behind) fetches a whole segment: 1 MiB demand fetches each cost a full round trip.
+    bool sequential = false;
+    if (stream) {
+      std::lock_guard lk(stream->mu);
+      sequential = stream->window > 0;
+    }
+    uint64_t want = std::max(end, std::min(size_, missing + (sequential ? cfg_.segment : cfg_.first_segment)));
     auto seg = segment_for(missing, want);
     waited.push_back(seg);
     // Wait for the segment, or for cancellation of this read (the segment keeps going for

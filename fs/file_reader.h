@@ -153,7 +153,9 @@ class FileReader : public std::enable_shared_from_this<FileReader> {
   uint64_t assemble(uint64_t off, uint64_t end, ReadData& out, bool memory_only,
                     const std::vector<std::shared_ptr<Segment>>* pinned = nullptr);
   std::shared_ptr<Segment> segment_for(uint64_t pos, uint64_t want_end);
-  void prefetch(uint64_t from, uint64_t to);
+  // Starts segments over [from, to) that are neither in flight nor known; stops at the file's
+  // in-flight cap. Returns where it stopped (`to` if it got through).
+  uint64_t prefetch(uint64_t from, uint64_t to);
   std::shared_ptr<Segment> start_segment_locked(uint64_t start, uint64_t end);
   Task<void> run_segment(std::shared_ptr<Segment> seg);
   Task<void> wait_for_disk_room();
