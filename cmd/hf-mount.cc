@@ -450,7 +450,9 @@ void print_status_human(const MountEntry& m, const Result<fs::MountStatus>& r) {
               static_cast<unsigned long long>(s.http_requests), static_cast<unsigned long long>(s.http_in_flight),
               static_cast<unsigned long long>(s.http_retries), static_cast<unsigned long long>(s.http_errors),
               static_cast<unsigned long long>(s.read_errors));
-  std::printf("  memory     %s resident: heap %s in use + %s free, metadata DB %s, chunk cache %s\n",
+  // Free heap is address space malloc holds (the daemon's 64 MiB top pad per arena, see
+  // cmd/malloc_tunables.h): only part of it is resident.
+  std::printf("  memory     %s resident: heap %s in use (%s more held), metadata DB %s, chunk cache %s\n",
               format_size(s.rss_bytes).c_str(), format_size(s.heap_in_use_bytes).c_str(),
               format_size(s.heap_free_bytes).c_str(), format_size(s.db_memory_bytes).c_str(),
               format_size(s.cache_memory_bytes).c_str());

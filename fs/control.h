@@ -45,8 +45,9 @@ struct MountStatus {
   uint64_t read_errors = 0;
   // Writes (buckets).
   uint64_t dirty_files = 0, commits = 0, commit_failures = 0, uploaded_bytes = 0;
-  // Memory of the daemon: resident set; malloc heap in use and held free (their sum above
-  // the RSS-minus-mappings is fragmentation); the metadata database's share.
+  // Memory of the daemon: resident set; malloc heap in use and held free (address space: with
+  // the daemon's malloc top pad most of the free part is not resident); the metadata
+  // database's share.
   uint64_t rss_bytes = 0, heap_in_use_bytes = 0, heap_free_bytes = 0, db_memory_bytes = 0;
 };
 
