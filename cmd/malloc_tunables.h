@@ -13,7 +13,8 @@
 //
 // glibc reads tunables only when a process starts, hence the re-exec (same pid, same argv).
 // A GLIBC_TUNABLES already in the environment is the user's choice and is left alone (set it
-// empty to opt out); valgrind and sanitizers replace malloc and ignore these anyway.
+// empty to opt out). Sanitizers and valgrind replace malloc and ignore the tunables; under
+// valgrind set GLIBC_TUNABLES (even empty), or the re-exec leaves valgrind behind.
 #pragma once
 
 namespace hf::cmd {
